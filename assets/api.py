@@ -1,0 +1,52 @@
+from django.http import Http404
+from django.shortcuts import get_object_or_404
+from rest_framework import generics, permissions
+from rest_framework.views import APIView
+
+from assets.links import token_is_valid
+from assets.models import Asset
+from assets.ranges import file_response
+from assets.serializers import AssetDetailSerializer
+
+
+class AssetListView(generics.ListAPIView):
+    serializer_class = AssetDetailSerializer
+
+    def get_queryset(self):
+        return Asset.objects.visible_to(self.request.user)
+
+
+class AssetDetailView(generics.RetrieveAPIView):
+    serializer_class = AssetDetailSerializer
+
+    def get_queryset(self):
+        return Asset.objects.visible_to(self.request.user)
+
+
+class AssetMediaView(APIView):
+    """Serve an asset's file or thumbnail to its owner, staff or a signed link."""
+
+    permission_classes = [permissions.AllowAny]
+
+    def get(self, request, pk, variant: str):
+        if variant not in ("file", "thumbnail"):
+            raise Http404
+        asset = get_object_or_404(Asset.objects.select_related("blob", "thumbnail"), pk=pk)
+        if not self._allowed(request, asset, variant):
+            raise Http404
+
+        blob = asset.blob if variant == "file" else asset.thumbnail
+        if blob is None:
+            raise Http404
+        suffix = "" if variant == "file" else "-thumbnail"
+        filename = f"lightsource-{asset.pk}{suffix}{blob.extension}"
+        download = request.query_params.get("download") == "1"
+        return file_response(request, blob.file, blob.mime_type, filename, download)
+
+    def _allowed(self, request, asset: Asset, variant: str) -> bool:
+        token = request.query_params.get("token")
+        if token and token_is_valid(asset.pk, variant, token):
+            return True
+        if not request.user.is_authenticated:
+            return False
+        return Asset.objects.visible_to(request.user).filter(pk=asset.pk).exists()

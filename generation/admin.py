@@ -1,0 +1,29 @@
+from django.contrib import admin, messages
+
+from generation.models import Job
+from generation.services import CannotCancel, cancel_job
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = [
+        "id", "owner", "model", "status", "progress", "attempts",
+        "error_code", "locked_by", "created_at", "finished_at",
+    ]
+    list_filter = ["status", "model__kind", "provider", "error_code"]
+    search_fields = ["id", "owner__username", "prompt", "remote_task_id"]
+    list_select_related = ["owner", "model"]
+    raw_id_fields = ["owner", "model", "provider"]
+    readonly_fields = ["created_at", "started_at", "finished_at", "updated_at"]
+    actions = ["cancel_jobs"]
+
+    @admin.action(description="Cancel the selected jobs and release their holds")
+    def cancel_jobs(self, request, queryset) -> None:
+        canceled = 0
+        for job in queryset:
+            try:
+                cancel_job(job)
+                canceled += 1
+            except CannotCancel:
+                continue
+        self.message_user(request, f"Canceled {canceled} jobs.", messages.SUCCESS)

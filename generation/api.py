@@ -1,0 +1,79 @@
+from django.db.models import Prefetch
+from rest_framework import generics, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from assets.models import Asset
+from billing.money import format_amount
+from billing.services import InsufficientFunds
+from generation.models import Job
+from generation.serializers import JobCreateSerializer, JobSerializer
+from generation.services import CannotCancel, cancel_job, submit_job
+from generation.validation import InvalidSubmission
+from lightsource.api import ApiError, rate_limited
+
+
+def jobs_for(user):
+    assets = Prefetch("assets", queryset=Asset.objects.order_by("created_at"))
+    return Job.objects.visible_to(user).select_related("model").prefetch_related(assets)
+
+
+def submission_errors(errors: dict) -> dict:
+    """Nest "params.size" keys under "params", in DRF's error shape."""
+    nested: dict = {}
+    for field, items in errors.items():
+        details = [{"message": message, "code": code} for message, code in items]
+        if field.startswith("params."):
+            nested.setdefault("params", {})[field.removeprefix("params.")] = details
+        else:
+            nested[field] = details
+    return nested
+
+
+class JobListView(generics.ListCreateAPIView):
+    serializer_class = JobSerializer
+
+    def get_queryset(self):
+        return jobs_for(self.request.user)
+
+    @rate_limited("jobs-submit")
+    def post(self, request, *args, **kwargs):
+        shape = JobCreateSerializer(data=request.data)
+        shape.is_valid(raise_exception=True)
+        data = shape.validated_data
+        key = request.headers.get("Idempotency-Key") or None
+        try:
+            job, created = submit_job(
+                request.user, data["model"], data["prompt"], data["params"], key
+            )
+        except InvalidSubmission as error:
+            return Response(submission_errors(error.errors), status=400)
+        except InsufficientFunds as error:
+            raise ApiError(
+                f"This job costs {format_amount(error.needed)}; your balance is "
+                f"{format_amount(error.available)}.",
+                code="insufficient_funds",
+                status_code=status.HTTP_402_PAYMENT_REQUIRED,
+            ) from None
+
+        job = jobs_for(request.user).get(pk=job.pk)
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return Response(JobSerializer(job, context={"request": request}).data, status=code)
+
+
+class JobDetailView(generics.RetrieveAPIView):
+    serializer_class = JobSerializer
+
+    def get_queryset(self):
+        return jobs_for(self.request.user)
+
+
+class JobCancelView(APIView):
+    def post(self, request, pk):
+        job = generics.get_object_or_404(jobs_for(request.user), pk=pk)
+        try:
+            job = cancel_job(job)
+        except CannotCancel as error:
+            raise ApiError(str(error), code="not_cancelable", status_code=409) from None
+        job = jobs_for(request.user).get(pk=job.pk)
+        return Response(JobSerializer(job, context={"request": request}).data)

@@ -1,0 +1,167 @@
+"""State changes of a claimed job. Each write checks the job is still ours.
+
+A worker holds a Lease: the job id, the attempt it claimed and its own id.
+Every write filters on all three plus status "running", so a worker whose lease
+expired, or whose job was canceled, changes nothing and learns it lost the job.
+"""
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from billing.services import capture_hold, release_hold
+from generation.models import Job
+
+logger = logging.getLogger(__name__)
+
+
+class LeaseLost(Exception):
+    """The job was canceled or claimed by another worker; stop working on it."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    job_id: object
+    attempt: int
+    worker_id: str
+
+    def jobs(self):
+        return Job.objects.filter(
+            pk=self.job_id,
+            attempts=self.attempt,
+            locked_by=self.worker_id,
+            status=Job.Status.RUNNING,
+        )
+
+
+def lease_deadline():
+    return timezone.now() + timedelta(seconds=settings.WORKER_LEASE_SECONDS)
+
+
+def claim_next(worker_id: str) -> Job | None:
+    """Claim the oldest due job for `worker_id`, or return None when none is due."""
+    with transaction.atomic():
+        due = Job.objects.due().order_by("run_after", "created_at")
+        if connection.features.has_select_for_update_skip_locked:
+            due = due.select_for_update(skip_locked=True, of=("self",))
+        candidate = due.values("pk", "attempts", "status").first()
+        if candidate is None:
+            return None
+        return _take(candidate, worker_id)
+
+
+def _take(candidate: dict, worker_id: str) -> Job | None:
+    # The compare-and-set on attempts is what makes SQLite claims safe, where
+    # there is no row lock; on PostgreSQL the row is already locked by us.
+    now = timezone.now()
+    taken = Job.objects.filter(
+        pk=candidate["pk"], attempts=candidate["attempts"], status=candidate["status"]
+    ).update(
+        status=Job.Status.RUNNING,
+        attempts=F("attempts") + 1,
+        locked_by=worker_id,
+        locked_until=lease_deadline(),
+        started_at=now,
+        updated_at=now,
+    )
+    if not taken:
+        return None
+    return Job.objects.select_related("model", "provider", "owner").get(
+        pk=candidate["pk"]
+    )
+
+
+def report_progress(lease: Lease, progress: int) -> None:
+    """Store progress and extend the lease. Raises LeaseLost."""
+    now = timezone.now()
+    updated = lease.jobs().update(
+        progress=max(0, min(progress, 100)),
+        locked_until=lease_deadline(),
+        updated_at=now,
+    )
+    if not updated:
+        raise LeaseLost(str(lease.job_id))
+
+
+def complete(lease: Lease, store_assets) -> bool:
+    """Mark the job completed, store its assets and capture its hold, atomically.
+
+    `store_assets` is called inside the transaction, after the job is known to
+    be ours. Returns False (and stores nothing) when the lease was lost.
+    """
+    with transaction.atomic():
+        now = timezone.now()
+        updated = lease.jobs().update(
+            status=Job.Status.COMPLETED,
+            progress=100,
+            finished_at=now,
+            locked_until=None,
+            updated_at=now,
+        )
+        if not updated:
+            return False
+        store_assets()
+        capture_hold(Job(pk=lease.job_id))
+    return True
+
+
+def fail(lease: Lease, code: str, message: str) -> bool:
+    """End the job as failed and release its hold. Returns False if not ours."""
+    with transaction.atomic():
+        now = timezone.now()
+        updated = lease.jobs().update(
+            status=Job.Status.FAILED,
+            error_code=code,
+            error_message=message,
+            finished_at=now,
+            locked_until=None,
+            updated_at=now,
+        )
+        if updated:
+            release_hold(Job(pk=lease.job_id))
+    return bool(updated)
+
+
+def retry_later(lease: Lease, code: str, message: str, retry_after=None) -> float:
+    """Put the job back in the queue after a backoff; return the delay in seconds."""
+    delay = backoff_seconds(lease.attempt, retry_after)
+    now = timezone.now()
+    lease.jobs().update(
+        status=Job.Status.QUEUED,
+        run_after=now + timedelta(seconds=delay),
+        error_code=code,
+        error_message=message,
+        locked_by="",
+        locked_until=None,
+        updated_at=now,
+    )
+    return delay
+
+
+def hand_back(lease: Lease) -> None:
+    """Return a job to the queue at once, without counting the attempt."""
+    now = timezone.now()
+    lease.jobs().update(
+        status=Job.Status.QUEUED,
+        attempts=F("attempts") - 1,
+        run_after=now,
+        locked_by="",
+        locked_until=None,
+        updated_at=now,
+    )
+
+
+def backoff_seconds(attempt: int, retry_after: float | None = None) -> float:
+    """Return an exponential backoff with jitter and a cap, at least Retry-After."""
+    growth = settings.RETRY_BASE_SECONDS * 2 ** max(attempt - 1, 0)
+    ceiling = min(settings.RETRY_MAX_SECONDS, growth)
+    delay = random.uniform(ceiling / 2, ceiling)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, settings.RETRY_MAX_SECONDS))
+    return delay

@@ -1,0 +1,90 @@
+"""Submit and cancel jobs. The worker's state changes live in generation.queue."""
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from billing.services import place_hold, release_hold
+from generation.models import Job
+from generation.validation import clean_submission
+
+logger = logging.getLogger(__name__)
+
+
+def submit_job(
+    user,
+    model_name: Any,
+    prompt: Any,
+    params: Any = None,
+    idempotency_key: str | None = None,
+) -> tuple[Job, bool]:
+    """Validate, price, hold the price and queue a job, all in one transaction.
+
+    Returns (job, created). A repeated idempotency key returns the first job.
+    Raises InvalidSubmission or billing.services.InsufficientFunds.
+    """
+    if idempotency_key:
+        existing = Job.objects.filter(owner=user, idempotency_key=idempotency_key)
+        if job := existing.first():
+            return job, False
+
+    model, prompt, params = clean_submission(user, model_name, prompt, params or {})
+    try:
+        job = _create_job(user, model, prompt, params, idempotency_key)
+    except IntegrityError:
+        # A concurrent request with the same key won the race.
+        if not idempotency_key:
+            raise
+        return Job.objects.get(owner=user, idempotency_key=idempotency_key), False
+
+    logger.info("job queued job=%s model=%s user=%s", job.pk, model.name, user.pk)
+    return job, True
+
+
+@transaction.atomic
+def _create_job(user, model, prompt: str, params: dict, key: str | None) -> Job:
+    job = Job.objects.create(
+        owner=user,
+        model=model,
+        provider=model.provider,
+        remote_model=model.remote_name,
+        price=model.price * params.get("n", 1),
+        prompt=prompt,
+        params=params,
+        idempotency_key=key or None,
+        max_attempts=settings.JOB_MAX_ATTEMPTS,
+    )
+    place_hold(job, job.price)
+    return job
+
+
+class CannotCancel(Exception):
+    pass
+
+
+def cancel_job(job: Job) -> Job:
+    """Cancel a queued or running job and release its hold.
+
+    A running job's worker notices at its next checked write and stops.
+    Raises CannotCancel for a job that has already finished.
+    """
+    with transaction.atomic():
+        canceled = Job.objects.filter(
+            pk=job.pk, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]
+        ).update(
+            status=Job.Status.CANCELED,
+            finished_at=timezone.now(),
+            locked_until=None,
+            error_code="",
+            error_message="",
+        )
+        if not canceled:
+            raise CannotCancel(f"The job is already {job.status}.")
+        release_hold(job)
+
+    logger.info("job canceled job=%s", job.pk)
+    job.refresh_from_db()
+    return job

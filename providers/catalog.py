@@ -1,0 +1,128 @@
+"""Load providers and models from a catalog file, upserting by name."""
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from django.db import transaction
+
+from billing.money import parse_amount
+from providers.models import ModelSpec, Provider
+
+DEFAULT_CATALOG = Path(__file__).resolve().parent / "default_catalog.json"
+
+PROVIDER_FIELDS = {"name", "kind", "base_url", "api_key_env", "enabled"}
+MODEL_REQUIRED = {"name", "provider", "kind", "remote_name", "price"}
+MODEL_OPTIONAL = {
+    "label": str,
+    "description": str,
+    "sizes": list,
+    "max_prompt_chars": int,
+    "durations": list,
+    "max_n": int,
+    "deadline_seconds": int,
+    "supports": list,
+    "enabled": bool,
+    "sort_order": int,
+}
+
+
+class CatalogError(ValueError):
+    pass
+
+
+def load_catalog(path: Path) -> tuple[int, int]:
+    """Upsert every provider and model in the file; return their counts.
+
+    Aborts without changing anything when an entry is invalid.
+    """
+    data = _read(path)
+    with transaction.atomic():
+        for entry in data.get("providers", []):
+            upsert_provider(entry)
+        for entry in data.get("models", []):
+            upsert_model(entry)
+    return len(data.get("providers", [])), len(data.get("models", []))
+
+
+def _read(path: Path) -> dict:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise CatalogError(f"Cannot read catalog {path}: {error}") from error
+    if not isinstance(data, dict) or set(data) - {"providers", "models"}:
+        raise CatalogError("A catalog is an object with 'providers' and 'models'.")
+    return data
+
+
+def upsert_provider(entry: Any) -> Provider:
+    name = _entry_name(entry, "provider")
+    _check_keys(entry, PROVIDER_FIELDS, {"name", "kind"}, f"provider {name}")
+    if entry["kind"] not in Provider.Kind.values:
+        raise CatalogError(f"provider {name}: unknown kind {entry['kind']!r}.")
+
+    provider = Provider.objects.filter(name=name).first() or Provider(name=name)
+    provider.kind = entry["kind"]
+    provider.base_url = entry.get("base_url", "")
+    provider.api_key_env = entry.get("api_key_env", "")
+    # A vendor stays disabled until a key is available, so nothing calls it
+    # by default. The key saved in admin is never overwritten here.
+    has_key = bool(os.environ.get(provider.api_key_env) or provider.api_key)
+    wanted = bool(entry.get("enabled", True))
+    provider.enabled = wanted and (provider.kind == Provider.Kind.LOCAL or has_key)
+    provider.save()
+    return provider
+
+
+def upsert_model(entry: Any) -> ModelSpec:
+    name = _entry_name(entry, "model")
+    allowed = MODEL_REQUIRED | set(MODEL_OPTIONAL)
+    _check_keys(entry, allowed, MODEL_REQUIRED, f"model {name}")
+    provider = Provider.objects.filter(name=entry["provider"]).first()
+    if provider is None:
+        raise CatalogError(f"model {name}: unknown provider {entry['provider']!r}.")
+    if entry["kind"] not in ModelSpec.Kind.values:
+        raise CatalogError(f"model {name}: kind must be 'image' or 'video'.")
+
+    values = {"provider": provider, "kind": entry["kind"]}
+    values["remote_name"] = str(entry["remote_name"])
+    values["price"] = _price(entry["price"], name)
+    values.update(_optional_fields(entry, name))
+    model, _ = ModelSpec.objects.update_or_create(name=name, defaults=values)
+    return model
+
+
+def _entry_name(entry: Any, what: str) -> str:
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+        raise CatalogError(f"Every {what} entry needs a 'name': {entry!r}")
+    return entry["name"]
+
+
+def _check_keys(entry: dict, allowed: set, required: set, label: str) -> None:
+    if missing := required - set(entry):
+        raise CatalogError(f"{label}: missing {', '.join(sorted(missing))}.")
+    if unknown := set(entry) - allowed:
+        raise CatalogError(f"{label}: unknown fields {', '.join(sorted(unknown))}.")
+
+
+def _price(value: Any, name: str) -> int:
+    try:
+        price = parse_amount(value)
+    except ValueError as error:
+        raise CatalogError(f"model {name}: invalid price: {error}.") from None
+    if price < 0:
+        raise CatalogError(f"model {name}: price must not be negative.")
+    return price
+
+
+def _optional_fields(entry: dict, name: str) -> dict:
+    values = {}
+    for field, kind in MODEL_OPTIONAL.items():
+        if field not in entry:
+            continue
+        value = entry[field]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise CatalogError(f"model {name}: {field} must be {kind.__name__}.")
+        values[field] = value
+    return values

@@ -1,0 +1,21 @@
+"""Adapters by provider kind."""
+
+from django.utils.module_loading import import_string
+
+from providers.adapters.base import Adapter
+
+ADAPTERS = {
+    "local": "providers.adapters.local.LocalAdapter",
+}
+
+
+class UnknownProviderKind(LookupError):
+    pass
+
+
+def get_adapter(kind: str) -> Adapter:
+    try:
+        path = ADAPTERS[kind]
+    except KeyError:
+        raise UnknownProviderKind(f"No adapter for provider kind {kind!r}.") from None
+    return import_string(path)()
