@@ -13,16 +13,21 @@ from typing import Literal
 import av
 from PIL import Image, ImageOps
 
-# Pillow's own limit is about 89 megapixels (warning) and twice that (error). This
-# stricter cap rejects decompression bombs before any pixel data is decoded.
+# Pillow 13 warns above about 89 megapixels and raises above twice that. This stricter
+# cap rejects decompression bombs once the header is read, before pixels are decoded.
 MAX_PIXELS = 50_000_000
 PREVIEW_QUALITY = 80
 
+# Pillow plugins allowed to open uploads. Other formats are never parsed.
+IMAGE_FORMATS = ["PNG", "JPEG", "WEBP", "GIF"]
+# Pillow format name to (MIME type, file extension with its leading dot).
 IMAGE_TYPES = {
-    "PNG": ("image/png", "png"),
-    "JPEG": ("image/jpeg", "jpg"),
-    "WEBP": ("image/webp", "webp"),
-    "GIF": ("image/gif", "gif"),
+    "PNG": ("image/png", ".png"),
+    "JPEG": ("image/jpeg", ".jpg"),
+    "WEBP": ("image/webp", ".webp"),
+    "GIF": ("image/gif", ".gif"),
+    # The JPEG plugin reports multi-picture JPEGs, common from cameras, as "MPO".
+    "MPO": ("image/jpeg", ".jpg"),
 }
 # FFmpeg's "mp4" demuxer also reads MOV, and its "matroska" demuxer also reads WebM.
 # Forcing the demuxer means FFmpeg never probes an upload as a playlist format such
@@ -32,7 +37,8 @@ WEBM_VIDEO_CODECS = {"vp8", "vp9", "av1"}
 SUPPORTED_TYPES = "PNG, JPEG, WebP, GIF, MP4, MOV or WebM"
 SUPPORTED_VIDEO_TYPES = "MP4, MOV or WebM"
 
-# What Pillow raises on malformed input, as far as its plugins document it.
+# Exceptions that Pillow raises for malformed input. A bad PNG checksum, for example,
+# raises SyntaxError.
 PILLOW_ERRORS = (
     OSError,
     SyntaxError,
@@ -44,7 +50,7 @@ PILLOW_ERRORS = (
 
 
 class InvalidMedia(ValueError):
-    """The bytes are not a supported, intact image or video."""
+    """Error for bytes that are not a supported, intact image or video."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,7 @@ class MediaInfo:
     width: int
     height: int
     duration: float | None
-    extension: str
+    extension: str  # with the leading dot, for example ".png"
 
 
 def probe(content: bytes, declared_mime: str | None = None) -> MediaInfo:
@@ -77,7 +83,7 @@ def probe(content: bytes, declared_mime: str | None = None) -> MediaInfo:
 
 
 def make_thumbnail(content: bytes, max_side: int = 512) -> bytes:
-    """Return a WebP preview of an image, scaled down to at most `max_side` pixels."""
+    """Encode a WebP preview of an image, scaled down to at most `max_side` pixels."""
     _check_max_side(max_side)
     try:
         with (
@@ -92,7 +98,7 @@ def make_thumbnail(content: bytes, max_side: int = 512) -> bytes:
 
 
 def make_poster(content: bytes, max_side: int = 512) -> bytes:
-    """Return the first video frame as a WebP preview of at most `max_side` pixels."""
+    """Decode the first video frame into a WebP preview of at most `max_side` pixels."""
     _check_max_side(max_side)
     with _open_video(content) as container:
         _video_stream(container)
@@ -109,7 +115,7 @@ def _check_max_side(max_side: int) -> None:
 
 
 def _probe_image(content: bytes) -> MediaInfo | None:
-    """Describe an image, return None if Pillow does not recognize the bytes."""
+    """Describe an image, or return None if Pillow does not recognize the bytes."""
     try:
         with _image_errors("The image is damaged or truncated."):
             with _open_image(content) as image:
@@ -152,7 +158,7 @@ def _too_large(kind: str, width: int | None = None, height: int | None = None) -
 @contextmanager
 def _open_image(content: bytes) -> Iterator[Image.Image]:
     """Open an image of an allowed format and reject it if it exceeds MAX_PIXELS."""
-    with Image.open(io.BytesIO(content), formats=list(IMAGE_TYPES)) as image:
+    with Image.open(io.BytesIO(content), formats=IMAGE_FORMATS) as image:
         width, height = image.size
         if width * height > MAX_PIXELS:
             raise InvalidMedia(_too_large("image", width, height))
@@ -177,7 +183,7 @@ def _encode_webp(image: Image.Image, max_side: int) -> bytes:
 
 
 def _probe_video(content: bytes) -> MediaInfo | None:
-    """Describe a video, return None if it is not in an MP4, MOV or WebM container."""
+    """Describe a video, or return None if it is not in an MP4, MOV or WebM file."""
     opened = _open_container(content)
     if opened is None:
         return None
@@ -185,6 +191,8 @@ def _probe_video(content: bytes) -> MediaInfo | None:
     with container:
         stream = _video_stream(container)
         mime_type, extension = _video_type(container, demuxer, stream)
+        if demuxer == "mp4":
+            _check_samples_present(stream, len(content))
         frame = _first_frame(container)
         width, height = frame.width, frame.height
         if frame.rotation in (90, -90):
@@ -207,7 +215,7 @@ def _open_container(content: bytes) -> tuple[av.container.InputContainer, str] |
 def _open_video(content: bytes) -> Iterator[av.container.InputContainer]:
     opened = _open_container(content)
     if opened is None:
-        raise InvalidMedia(f"The file is not a {SUPPORTED_VIDEO_TYPES} video.")
+        raise InvalidMedia(f"The file is not an {SUPPORTED_VIDEO_TYPES} video.")
     with opened[0] as container:
         yield container
 
@@ -224,18 +232,31 @@ def _video_stream(container: av.container.InputContainer) -> av.VideoStream:
 def _video_type(
     container: av.container.InputContainer, demuxer: str, stream: av.VideoStream
 ) -> tuple[str, str]:
-    """Return (MIME type, extension), and reject Matroska that is not WebM."""
+    """Map the container to (MIME type, extension), rejecting non-WebM Matroska."""
     if demuxer == "mp4":
         # QuickTime files declare the brand "qt  ", and MP4 files an ISO brand.
         if container.metadata.get("major_brand", "").strip() == "qt":
-            return "video/quicktime", "mov"
-        return "video/mp4", "mp4"
+            return "video/quicktime", ".mov"
+        return "video/mp4", ".mp4"
     if stream.codec_context.name not in WEBM_VIDEO_CODECS:
         raise InvalidMedia(
             f"Matroska video with {stream.codec_context.name} is not supported. "
             "Upload MP4, MOV or WebM (VP8, VP9 or AV1)."
         )
-    return "video/webm", "webm"
+    return "video/webm", ".webm"
+
+
+def _check_samples_present(stream: av.VideoStream, content_length: int) -> None:
+    """Raise InvalidMedia if the MP4 index points past the end of the bytes.
+
+    A faststart MP4 cut short keeps its index and still decodes its first frames, so
+    decoding alone does not catch it.
+    """
+    # NOTE: Matroska indexes (cues) list only some frames, so a truncated WebM
+    # passes as long as its first frame decodes.
+    end = max((entry.pos + entry.size for entry in stream.index_entries), default=0)
+    if end > content_length:
+        raise InvalidMedia("The video is truncated. Upload the complete file.")
 
 
 def _first_frame(container: av.container.InputContainer) -> av.VideoFrame:

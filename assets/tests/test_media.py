@@ -16,9 +16,10 @@ def encode_image(image: Image.Image, image_format: str) -> bytes:
     return buffer.getvalue()
 
 
-def gradient_image(size: tuple[int, int], mode: str = "RGB") -> Image.Image:
+def gradient_image(size: tuple[int, int]) -> Image.Image:
     ramp = Image.linear_gradient("L").resize(size)
-    return Image.merge("RGB", (ramp, ramp.transpose(Image.Transpose.ROTATE_90).resize(size), ramp)).convert(mode)
+    flipped = ramp.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
+    return Image.merge("RGB", (ramp, flipped, ramp))
 
 
 def encode_video(
@@ -28,9 +29,18 @@ def encode_video(
     container_format: str = "mp4",
     codec: str = "libx264",
     rotation: int = 0,
+    faststart: bool = False,
 ) -> bytes:
     buffer = io.BytesIO()
-    with av.open(buffer, "w", format=container_format) as container:
+    options = {"movflags": "+faststart"} if faststart else {}
+    with av.open(
+        buffer,
+        "w",
+        format=container_format,
+        options=options,
+        # The faststart pass reads the output back, here from a snapshot of the buffer.
+        io_open=lambda url, flags, io_options: io.BytesIO(buffer.getvalue()),
+    ) as container:
         stream = container.add_stream(codec, rate=rate)
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
@@ -61,7 +71,7 @@ def encode_audio_only_mp4() -> bytes:
 
 
 def png_header_only(width: int, height: int) -> bytes:
-    """Return a PNG whose header declares the size but whose pixel data is empty."""
+    """Build a PNG whose header declares the size but whose pixel data is empty."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         crc = zlib.crc32(kind + data)
@@ -69,7 +79,12 @@ def png_header_only(width: int, height: int) -> bytes:
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"")
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", idat)
+        + chunk(b"IEND", b"")
+    )
 
 
 def webp_size(content: bytes) -> tuple[str | None, tuple[int, int]]:
@@ -91,7 +106,7 @@ def test_probe_png(png_bytes: bytes) -> None:
     info = probe(png_bytes)
     assert info.kind == "image"
     assert info.mime_type == "image/png"
-    assert info.extension == "png"
+    assert info.extension == ".png"
     assert (info.width, info.height) == (120, 80)
     assert info.duration is None
 
@@ -99,8 +114,17 @@ def test_probe_png(png_bytes: bytes) -> None:
 def test_probe_jpeg() -> None:
     info = probe(encode_image(gradient_image((90, 60)), "JPEG"))
     assert info.mime_type == "image/jpeg"
-    assert info.extension == "jpg"
+    assert info.extension == ".jpg"
     assert (info.width, info.height) == (90, 60)
+
+
+def test_probe_multi_picture_jpeg() -> None:
+    buffer = io.BytesIO()
+    left, right = gradient_image((40, 30)), gradient_image((40, 30))
+    left.save(buffer, format="MPO", save_all=True, append_images=[right])
+    info = probe(buffer.getvalue())
+    assert info.mime_type == "image/jpeg"
+    assert info.extension == ".jpg"
 
 
 @pytest.mark.parametrize(
@@ -117,7 +141,7 @@ def test_probe_mp4(mp4_bytes: bytes) -> None:
     info = probe(mp4_bytes)
     assert info.kind == "video"
     assert info.mime_type == "video/mp4"
-    assert info.extension == "mp4"
+    assert info.extension == ".mp4"
     assert (info.width, info.height) == (64, 48)
     assert info.duration == pytest.approx(2.0, abs=0.05)
 
@@ -125,14 +149,14 @@ def test_probe_mp4(mp4_bytes: bytes) -> None:
 def test_probe_mov() -> None:
     info = probe(encode_video((32, 32), frame_count=5, container_format="mov"))
     assert info.mime_type == "video/quicktime"
-    assert info.extension == "mov"
+    assert info.extension == ".mov"
 
 
 def test_probe_webm() -> None:
     content = encode_video((32, 24), 10, container_format="webm", codec="libvpx")
     info = probe(content)
     assert info.mime_type == "video/webm"
-    assert info.extension == "webm"
+    assert info.extension == ".webm"
     assert (info.width, info.height) == (32, 24)
     assert info.duration == pytest.approx(1.0, abs=0.05)
 
@@ -171,6 +195,13 @@ def test_probe_rejects_truncated_png(png_bytes: bytes) -> None:
         probe(png_bytes[: len(png_bytes) // 2])
 
 
+def test_probe_rejects_bad_png_checksum(png_bytes: bytes) -> None:
+    damaged = bytearray(png_bytes)
+    damaged[damaged.find(b"IDAT") + 6] ^= 0xFF
+    with pytest.raises(InvalidMedia, match="damaged or truncated"):
+        probe(bytes(damaged))
+
+
 def test_probe_rejects_truncated_jpeg() -> None:
     jpeg = encode_image(gradient_image((200, 200)), "JPEG")
     with pytest.raises(InvalidMedia, match="damaged or truncated"):
@@ -180,6 +211,13 @@ def test_probe_rejects_truncated_jpeg() -> None:
 def test_probe_rejects_truncated_mp4(mp4_bytes: bytes) -> None:
     with pytest.raises(InvalidMedia):
         probe(mp4_bytes[: len(mp4_bytes) // 2])
+
+
+def test_probe_rejects_truncated_faststart_mp4() -> None:
+    faststart = encode_video((64, 48), frame_count=20, faststart=True)
+    assert faststart.find(b"moov") < faststart.find(b"mdat")
+    with pytest.raises(InvalidMedia, match="truncated"):
+        probe(faststart[: len(faststart) * 3 // 4])
 
 
 def test_probe_rejects_audio_only_mp4() -> None:
@@ -232,9 +270,8 @@ def test_thumbnail_keeps_transparency() -> None:
 def test_thumbnail_scales_16_bit_grayscale() -> None:
     image = Image.new("I;16", (16, 16), 32768)
     with Image.open(io.BytesIO(make_thumbnail(encode_image(image, "PNG")))) as thumb:
-        red, green, blue = thumb.convert("RGB").getpixel((8, 8))
-    assert 110 < red < 145
-    assert 110 < blue < 145
+        gray = thumb.convert("L").getpixel((8, 8))
+    assert 110 < gray < 145
 
 
 def test_thumbnail_applies_exif_rotation() -> None:
@@ -256,7 +293,7 @@ def test_thumbnail_rejects_truncated_png(png_bytes: bytes) -> None:
 
 
 def test_thumbnail_rejects_zero_max_side(png_bytes: bytes) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="max_side"):
         make_thumbnail(png_bytes, 0)
 
 

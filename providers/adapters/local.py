@@ -9,7 +9,9 @@ import hashlib
 import io
 import math
 import random
+import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -18,12 +20,15 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from PIL import Image, ImageDraw, ImageFilter
 
-from providers.adapters.base import GenerationRequest, ProgressCallback, ResultFile
+from providers.adapters.base import GenerationRequest, JobContext, ResultFile
 from providers.errors import ProviderError
 
 RGB = tuple[int, int, int]
 Size = tuple[int, int]
+# JobContext.progress, which raises to stop the job. The renderers let that propagate.
+ProgressCallback = Callable[[int], None]
 
+SIZE_PATTERN = re.compile(r"(?P<width>[0-9]{1,5})[xX](?P<height>[0-9]{1,5})")
 MIN_SIDE = 16
 MAX_IMAGE_SIDE = 4096
 MAX_VIDEO_SIDE = 1920
@@ -35,8 +40,8 @@ MAX_VIDEO_SECONDS = 10.0
 # detail, and this keeps a 1280x720 frame cheap enough for a 12 fps render.
 IMAGE_SKETCH_SIDE = 512
 VIDEO_SKETCH_SIDE = 256
-# A 10 s 1280x720 clip measured about 550 KiB at x264's default CRF 23 and about
-# 185 KiB at CRF 30, with no visible loss on these soft shapes.
+# A 10 s 1280x720 clip (render_video on a 2-core VM) measured about 550 KiB at the
+# x264 default CRF 23 and about 185 KiB at CRF 30, with no visible loss here.
 X264_OPTIONS = {"crf": "30", "preset": "veryfast"}
 
 
@@ -70,10 +75,13 @@ class LocalAdapter:
     kind: ClassVar[str] = "local"
 
     def generate(
-        self, request: GenerationRequest, progress: ProgressCallback
+        self, request: GenerationRequest, context: JobContext
     ) -> list[ResultFile]:
         """Render PNG images or one H.264 MP4 from the prompt, without any network."""
+        # NOTE: request.reference is ignored, so an image-to-image or image-to-video
+        # job renders the same preview as a text-only job with the same prompt.
         params = request.params
+        progress = context.progress
         seed = _read_seed(params)
         if request.kind == "image":
             size = parse_size(params.get("size"), MAX_IMAGE_SIDE)
@@ -91,13 +99,13 @@ class LocalAdapter:
 
 def parse_size(value: Any, max_side: int) -> Size:
     """Parse "WIDTHxHEIGHT", raising ProviderError if malformed or out of range."""
-    width_text, sep, height_text = str(value).strip().lower().partition("x")
-    if not (sep and width_text.isdecimal() and height_text.isdecimal()):
+    match = SIZE_PATTERN.fullmatch(str(value).strip())
+    if match is None:
         raise ProviderError(
             "invalid_request",
             f"Invalid size {value!r}: expected WIDTHxHEIGHT, for example 1024x1024.",
         )
-    width, height = int(width_text), int(height_text)
+    width, height = int(match["width"]), int(match["height"])
     if not (MIN_SIDE <= width <= max_side and MIN_SIDE <= height <= max_side):
         raise ProviderError(
             "invalid_request",
@@ -108,7 +116,8 @@ def parse_size(value: Any, max_side: int) -> Size:
 
 
 def _even(size: Size) -> Size:
-    # yuv420p stores chroma per 2x2 block, so libx264 rejects odd sides.
+    # yuv420p stores chroma per 2x2 block, so libx264 rejects odd sides. Rounding
+    # down changes such a size by one pixel.
     width, height = size
     return width - width % 2, height - height % 2
 
@@ -151,7 +160,7 @@ def _read_duration(params: dict[str, Any]) -> float:
 
 
 def render_delay_seconds() -> float:
-    """Return the extra pacing in seconds spread over one render, for demos."""
+    """Read LOCAL_RENDER_DELAY_SECONDS, the extra sleep spread over one demo render."""
     try:
         delay = getattr(settings, "LOCAL_RENDER_DELAY_SECONDS", 0)
     except ImproperlyConfigured:
@@ -212,7 +221,7 @@ def build_scene(prompt: str, seed: int) -> Scene:
 
 
 def _palette(rng: random.Random) -> list[RGB]:
-    """Return two background colors followed by four accents around one base hue."""
+    """Pick two background colors followed by four accents around one base hue."""
     hue = rng.random()
     # Analogous, split-complementary and complementary schemes, as hue offsets.
     offsets = rng.choice([(0.07, 0.93, 0.14), (0.42, 0.58, 0.06), (0.5, 0.06, 0.94)])
@@ -251,7 +260,7 @@ def draw_frame(scene: Scene, size: Size, phase: float, sketch_side: int) -> Imag
     _draw_shapes(canvas, [s for s in scene.shapes if s.soft], phase)
     canvas = canvas.filter(ImageFilter.GaussianBlur(long_side / 14))
     _draw_shapes(canvas, [s for s in scene.shapes if not s.soft], phase)
-    # A light blur stands in for anti-aliasing, which ImageDraw lacks.
+    # ImageDraw does not anti-alias, so a light blur smooths the shape edges.
     canvas = canvas.filter(ImageFilter.GaussianBlur(max(1.0, long_side / 300)))
     if canvas.size == size:
         return canvas
@@ -327,8 +336,8 @@ def _open_mp4(buffer: io.BytesIO) -> av.container.OutputContainer:
 
     For faststart, FFmpeg (shift_data in libavformat/movenc.c) flushes the output and
     reopens it by URL to read back the media data it must move. This output has no
-    URL, so `io_open` returns a snapshot of the buffer, which then holds every byte
-    that FFmpeg reads back.
+    URL, so `io_open` returns a snapshot of the buffer, which then contains every
+    byte that FFmpeg reads back.
     """
     return av.open(
         buffer,

@@ -8,17 +8,40 @@ from django.conf import LazySettings
 from PIL import Image, ImageChops, ImageStat
 
 from providers.adapters import local
-from providers.adapters.base import GenerationRequest
+from providers.adapters.base import GenerationRequest, VendorCall
 from providers.adapters.local import LocalAdapter
 from providers.errors import ProviderError
 
-CAT_PROMPT = "一只在雨中奔跑的橘猫，赛博朋克风格！🐱"
+# The full-width comma and exclamation mark are part of the case under test.
+CAT_PROMPT = "一只在雨中奔跑的橘猫，赛博朋克风格！🐱"  # noqa: RUF001
 # Saved before the autouse fixture replaces it, for the tests of the setting itself.
 read_render_delay = local.render_delay_seconds
 
 
 class Canceled(Exception):
     pass
+
+
+class FakeContext:
+    """JobContext that records progress and raises Canceled at report `cancel_at`."""
+
+    def __init__(self, cancel_at: int | None = None) -> None:
+        self.reports: list[int] = []
+        self.cancel_at = cancel_at
+
+    def progress(self, percent: int) -> None:
+        self.reports.append(percent)
+        if len(self.reports) == self.cancel_at:
+            raise Canceled
+
+    def save_task_id(self, task_id: str) -> None:
+        raise AssertionError(f"unexpected vendor task id {task_id!r}")
+
+    def record_call(self, call: VendorCall) -> None:
+        raise AssertionError(f"unexpected vendor call {call!r}")
+
+    def should_stop(self) -> bool:
+        return False
 
 
 @pytest.fixture(autouse=True)
@@ -40,7 +63,7 @@ def make_request(
 def generate(kind: str, prompt: str = "a lighthouse", **params: object) -> list[bytes]:
     request = make_request(kind, prompt, **params)
     return [
-        result.content for result in LocalAdapter().generate(request, lambda _: None)
+        result.content for result in LocalAdapter().generate(request, FakeContext())
     ]
 
 
@@ -51,7 +74,7 @@ def open_png(content: bytes) -> Image.Image:
 
 
 def mean_difference(first: bytes, second: bytes) -> float:
-    """Return the mean absolute per-channel difference, from 0 to 255."""
+    """Compute the mean absolute per-channel difference, from 0 to 255."""
     difference = ImageChops.difference(open_png(first), open_png(second))
     return sum(ImageStat.Stat(difference).mean) / 3
 
@@ -71,6 +94,10 @@ def describe_video(content: bytes) -> dict[str, object]:
         }
 
 
+def test_adapter_kind_is_local() -> None:
+    assert LocalAdapter.kind == "local"
+
+
 def test_image_png_of_requested_size() -> None:
     [content] = generate("image", size="96x64")
     image = open_png(content)
@@ -79,7 +106,7 @@ def test_image_png_of_requested_size() -> None:
 
 
 def test_image_result_mime_type() -> None:
-    results = LocalAdapter().generate(make_request("image"), lambda _: None)
+    results = LocalAdapter().generate(make_request("image"), FakeContext())
     assert len(results) == 1
     assert results[0].mime_type == "image/png"
 
@@ -175,7 +202,7 @@ def test_video_frames_change_over_time() -> None:
 
 def test_video_result_mime_type() -> None:
     request = make_request("video", size="64x48", duration=1)
-    [result] = LocalAdapter().generate(request, lambda _: None)
+    [result] = LocalAdapter().generate(request, FakeContext())
     assert result.mime_type == "video/mp4"
 
 
@@ -184,8 +211,9 @@ def test_video_result_mime_type() -> None:
     [("image", {"n": 3}), ("video", {"size": "64x48", "duration": 4})],
 )
 def test_progress_rises_to_100(kind: str, params: dict[str, object]) -> None:
-    reports: list[int] = []
-    LocalAdapter().generate(make_request(kind, **params), reports.append)
+    context = FakeContext()
+    LocalAdapter().generate(make_request(kind, **params), context)
+    reports = context.reports
     assert len(reports) >= 3
     assert reports == sorted(reports)
     assert reports[-1] == 100
@@ -193,29 +221,18 @@ def test_progress_rises_to_100(kind: str, params: dict[str, object]) -> None:
 
 
 def test_progress_error_stops_video() -> None:
-    reports: list[int] = []
-
-    def cancel_on_second_report(percent: int) -> None:
-        reports.append(percent)
-        if len(reports) == 2:
-            raise Canceled
-
+    context = FakeContext(cancel_at=2)
     request = make_request("video", size="64x48", duration=4)
     with pytest.raises(Canceled):
-        LocalAdapter().generate(request, cancel_on_second_report)
-    assert len(reports) == 2
+        LocalAdapter().generate(request, context)
+    assert len(context.reports) == 2
 
 
 def test_progress_error_stops_images() -> None:
-    reports: list[int] = []
-
-    def cancel(percent: int) -> None:
-        reports.append(percent)
-        raise Canceled
-
+    context = FakeContext(cancel_at=1)
     with pytest.raises(Canceled):
-        LocalAdapter().generate(make_request("image", n=3), cancel)
-    assert len(reports) == 1
+        LocalAdapter().generate(make_request("image", n=3), context)
+    assert len(context.reports) == 1
 
 
 @pytest.mark.parametrize(
@@ -231,6 +248,8 @@ def test_progress_error_stops_images() -> None:
         "64x-5",
         "64.5x64",
         "99999x64",
+        "9" * 5000 + "x64",
+        "\uff16\uff14x\uff16\uff14",  # full-width digits
         None,
     ],
 )
@@ -276,9 +295,9 @@ def test_delay_spread_over_reports(monkeypatch: pytest.MonkeyPatch) -> None:
     sleeps: list[float] = []
     monkeypatch.setattr(local, "render_delay_seconds", lambda: 0.6)
     monkeypatch.setattr(local.time, "sleep", sleeps.append)
-    reports: list[int] = []
-    LocalAdapter().generate(make_request("image", n=3), reports.append)
-    assert len(sleeps) == len(reports)
+    context = FakeContext()
+    LocalAdapter().generate(make_request("image", n=3), context)
+    assert len(sleeps) == len(context.reports)
     assert sum(sleeps) == pytest.approx(0.6)
 
 
