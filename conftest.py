@@ -17,6 +17,9 @@ def _test_settings(settings, tmp_path):
     settings.STORAGE_BASE = settings.MEDIA_ROOT
     settings.LOCAL_RENDER_DELAY_SECONDS = 0
     settings.RATELIMIT_ENABLE = False
+    # PBKDF2 at Django's default cost dominated test time: every user created or
+    # logged in paid for it.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.STORAGES = {
         **settings.STORAGES,
         "staticfiles": {

@@ -12,7 +12,14 @@ class PreferenceInline(admin.StackedInline):
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
     inlines = [PreferenceInline]
-    list_display = ["username", "email", "is_staff", "is_active", "date_joined", "last_login"]
+    list_display = [
+        "username",
+        "email",
+        "is_staff",
+        "is_active",
+        "date_joined",
+        "last_login",
+    ]
 
 
 @admin.register(UserPreference)

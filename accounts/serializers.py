@@ -16,9 +16,7 @@ class RegisterSerializer(serializers.Serializer):
 
     def validate_username(self, value: str) -> str:
         if User.objects.filter(username__iexact=value).exists():
-            raise serializers.ValidationError(
-                "This username is taken.", code="unique"
-            )
+            raise serializers.ValidationError("This username is taken.", code="unique")
         return value
 
     def validate(self, attrs: dict) -> dict:
@@ -27,10 +25,12 @@ class RegisterSerializer(serializers.Serializer):
             password_validation.validate_password(attrs["password"], candidate)
         except DjangoValidationError as error:
             raise serializers.ValidationError(
-                {"password": [
-                    serializers.ErrorDetail(message, code="weak_password")
-                    for message in error.messages
-                ]}
+                {
+                    "password": [
+                        serializers.ErrorDetail(message, code="weak_password")
+                        for message in error.messages
+                    ]
+                }
             ) from None
         return attrs
 
@@ -49,7 +49,15 @@ class UserSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = User
-        fields = ["id", "username", "email", "is_staff", "date_joined", "preference", "balance"]
+        fields = [
+            "id",
+            "username",
+            "email",
+            "is_staff",
+            "date_joined",
+            "preference",
+            "balance",
+        ]
 
     def get_balance(self, user) -> str:
         return str(format_amount(wallet_for(user).balance))

@@ -1,19 +1,43 @@
 from django.http import Http404
 from django.shortcuts import get_object_or_404
-from rest_framework import generics, permissions
+from rest_framework import generics, permissions, status
+from rest_framework.exceptions import ErrorDetail, ValidationError
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from assets.links import token_is_valid
+from assets.media import InvalidMedia
 from assets.models import Asset
 from assets.ranges import file_response
 from assets.serializers import AssetDetailSerializer
+from assets.services import upload_image
+from lightsource.api import rate_limited
 
 
 class AssetListView(generics.ListAPIView):
     serializer_class = AssetDetailSerializer
+    parser_classes = [MultiPartParser, FormParser]
 
     def get_queryset(self):
         return Asset.objects.visible_to(self.request.user)
+
+    @rate_limited("assets-upload")
+    def post(self, request):
+        """Upload an image to the library, e.g. as a reference for a later job."""
+        uploaded = request.FILES.get("file")
+        if uploaded is None:
+            raise ValidationError(
+                {"file": [ErrorDetail("Attach an image as 'file'.", code="required")]}
+            )
+        try:
+            asset = upload_image(request.user, uploaded)
+        except InvalidMedia as error:
+            raise ValidationError(
+                {"file": [ErrorDetail(str(error), code="invalid")]}
+            ) from None
+        data = AssetDetailSerializer(asset, context={"request": request}).data
+        return Response(data, status=status.HTTP_201_CREATED)
 
 
 class AssetDetailView(generics.RetrieveAPIView):
@@ -31,7 +55,9 @@ class AssetMediaView(APIView):
     def get(self, request, pk, variant: str):
         if variant not in ("file", "thumbnail"):
             raise Http404
-        asset = get_object_or_404(Asset.objects.select_related("blob", "thumbnail"), pk=pk)
+        asset = get_object_or_404(
+            Asset.objects.select_related("blob", "thumbnail"), pk=pk
+        )
         if not self._allowed(request, asset, variant):
             raise Http404
 

@@ -70,7 +70,9 @@ class Asset(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["owner", "-created_at"], name="asset_owner_idx")]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"], name="asset_owner_idx")
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.id}"

@@ -19,7 +19,9 @@ def file_response(request, field_file, mime_type: str, filename: str, download: 
 
     if byte_range is None:
         response = FileResponse(
-            field_file.open("rb"), content_type=mime_type, as_attachment=download,
+            field_file.open("rb"),
+            content_type=mime_type,
+            as_attachment=download,
             filename=filename,
         )
     else:

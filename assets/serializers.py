@@ -12,8 +12,16 @@ class AssetSerializer(serializers.ModelSerializer):
     class Meta:
         model = Asset
         fields = [
-            "id", "kind", "mime_type", "width", "height", "duration",
-            "size_bytes", "sha256", "url", "thumbnail_url",
+            "id",
+            "kind",
+            "mime_type",
+            "width",
+            "height",
+            "duration",
+            "size_bytes",
+            "sha256",
+            "url",
+            "thumbnail_url",
         ]
 
     def get_url(self, asset: Asset) -> str:
@@ -30,6 +38,11 @@ class AssetDetailSerializer(AssetSerializer):
     source_job = serializers.UUIDField(source="source_job_id", read_only=True)
 
     class Meta(AssetSerializer.Meta):
-        fields = AssetSerializer.Meta.fields + [
-            "model", "prompt", "params", "source_job", "created_at",
+        fields = [
+            *AssetSerializer.Meta.fields,
+            "model",
+            "prompt",
+            "params",
+            "source_job",
+            "created_at",
         ]

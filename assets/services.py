@@ -3,12 +3,15 @@
 import hashlib
 import logging
 
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 
-from assets.media import MediaInfo, make_poster, make_thumbnail, probe
+from assets.media import InvalidMedia, MediaInfo, make_poster, make_thumbnail, probe
 from assets.models import Asset, Blob, blob_path
+from providers.adapters.base import ReferenceImage
+from providers.errors import ProviderError
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +43,8 @@ def prepare_file(content: bytes, declared_mime: str | None = None):
     Runs before any transaction, so slow decoding holds no lock.
     """
     info = probe(content, declared_mime)
-    if info.kind == "image":
-        preview = make_thumbnail(content)
-    else:
-        preview = make_poster(content)
-    return info, preview
+    make_preview = make_thumbnail if info.kind == "image" else make_poster
+    return info, make_preview(content)
 
 
 def create_asset(owner, content: bytes, info: MediaInfo, preview: bytes, **fields):
@@ -76,3 +76,43 @@ def delete_unused_blobs(digests: set[str]) -> None:
             blob.delete()
         default_storage.delete(name)
         logger.info("blob deleted sha256=%s", digest)
+
+
+def load_reference(job) -> ReferenceImage | None:
+    """Return the job's reference image from the owner's library, if it has one."""
+    asset_id = job.params.get("reference_asset")
+    if not asset_id:
+        return None
+
+    asset = (
+        Asset.objects.select_related("blob")
+        .filter(owner=job.owner_id, pk=asset_id, kind=Asset.Kind.IMAGE)
+        .first()
+    )
+    if asset is None:
+        raise ProviderError(
+            "invalid_request", "The reference image is no longer in your library."
+        )
+    with asset.blob.file.open("rb") as handle:
+        content = handle.read()
+    return ReferenceImage(content, asset.mime_type, asset.width, asset.height)
+
+
+def upload_image(owner, uploaded) -> Asset:
+    """Store an uploaded image in the owner's library, as an asset without a job.
+
+    Raises InvalidMedia for a file that is too large or is not an image.
+    """
+    limit = settings.MAX_UPLOAD_BYTES
+    if uploaded.size > limit:
+        raise InvalidMedia(f"The file is larger than {limit // (1024 * 1024)} MiB.")
+
+    content = uploaded.read()
+    info, preview = prepare_file(content, getattr(uploaded, "content_type", None))
+    if info.kind != "image":
+        raise InvalidMedia("Upload an image (PNG, JPEG, WebP or GIF).")
+    asset = create_asset(owner, content, info, preview, params={"source": "upload"})
+    logger.info(
+        "asset uploaded asset=%s user=%s bytes=%d", asset.pk, owner.pk, len(content)
+    )
+    return asset

@@ -13,7 +13,15 @@ class WalletAdmin(admin.ModelAdmin):
 
 @admin.register(Hold)
 class HoldAdmin(admin.ModelAdmin):
-    list_display = ["id", "wallet", "job", "amount", "status", "created_at", "settled_at"]
+    list_display = [
+        "id",
+        "wallet",
+        "job",
+        "amount",
+        "status",
+        "created_at",
+        "settled_at",
+    ]
     list_filter = ["status"]
     search_fields = ["job__id", "wallet__user__username"]
     readonly_fields = ["wallet", "job", "amount", "status", "created_at", "settled_at"]

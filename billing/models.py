@@ -80,9 +80,7 @@ class LedgerEntry(models.Model):
         RELEASE = "release", "Release"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    wallet = models.ForeignKey(
-        Wallet, on_delete=models.PROTECT, related_name="entries"
-    )
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="entries")
     kind = models.CharField(max_length=10, choices=Kind)
     # Signed change of the wallet balance, in minor units.
     amount = models.BigIntegerField()

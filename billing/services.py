@@ -57,10 +57,10 @@ def place_hold(job, amount: int) -> Hold:
     InsufficientFunds when the balance is too low; nothing changes then.
     """
     wallet = wallet_for(job.owner)
-    taken = Wallet.objects.filter(pk=wallet.pk, balance__gte=amount).update(
+    debited = Wallet.objects.filter(pk=wallet.pk, balance__gte=amount).update(
         balance=F("balance") - amount, updated_at=timezone.now()
     )
-    if not taken:
+    if not debited:
         wallet.refresh_from_db(fields=["balance"])
         raise InsufficientFunds(needed=amount, available=wallet.balance)
 

@@ -1,14 +1,22 @@
 from django.contrib import admin, messages
 
-from generation.models import Job
+from generation.models import Job, ProviderCall
 from generation.services import CannotCancel, cancel_job
 
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
     list_display = [
-        "id", "owner", "model", "status", "progress", "attempts",
-        "error_code", "locked_by", "created_at", "finished_at",
+        "id",
+        "owner",
+        "model",
+        "status",
+        "progress",
+        "attempts",
+        "error_code",
+        "locked_by",
+        "created_at",
+        "finished_at",
     ]
     list_filter = ["status", "model__kind", "provider", "error_code"]
     search_fields = ["id", "owner__username", "prompt", "remote_task_id"]
@@ -16,6 +24,7 @@ class JobAdmin(admin.ModelAdmin):
     raw_id_fields = ["owner", "model", "provider"]
     readonly_fields = ["created_at", "started_at", "finished_at", "updated_at"]
     actions = ["cancel_jobs"]
+    inlines = []
 
     @admin.action(description="Cancel the selected jobs and release their holds")
     def cancel_jobs(self, request, queryset) -> None:
@@ -27,3 +36,40 @@ class JobAdmin(admin.ModelAdmin):
             except CannotCancel:
                 continue
         self.message_user(request, f"Canceled {canceled} jobs.", messages.SUCCESS)
+
+
+@admin.register(ProviderCall)
+class ProviderCallAdmin(admin.ModelAdmin):
+    list_display = [
+        "created_at",
+        "job",
+        "attempt",
+        "method",
+        "url",
+        "status",
+        "duration_ms",
+    ]
+    list_filter = ["method", "status"]
+    search_fields = ["job__id", "url"]
+    raw_id_fields = ["job"]
+    readonly_fields = [f.name for f in ProviderCall._meta.fields]
+
+
+class ProviderCallInline(admin.TabularInline):
+    model = ProviderCall
+    extra = 0
+    can_delete = False
+    fields = [
+        "created_at",
+        "attempt",
+        "method",
+        "url",
+        "status",
+        "duration_ms",
+        "error",
+        "response_excerpt",
+    ]
+    readonly_fields = fields
+
+
+JobAdmin.inlines = [ProviderCallInline]

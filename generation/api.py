@@ -12,10 +12,13 @@ from generation.services import CannotCancel, cancel_job, submit_job
 from generation.validation import InvalidSubmission
 from lightsource.api import ApiError, rate_limited
 
+MAX_IDEMPOTENCY_KEY_CHARS = Job._meta.get_field("idempotency_key").max_length
+
 
 def jobs_for(user):
     assets = Prefetch("assets", queryset=Asset.objects.order_by("created_at"))
-    return Job.objects.visible_to(user).select_related("model").prefetch_related(assets)
+    jobs = Job.objects.visible_to(user).with_queue_position()
+    return jobs.select_related("model").prefetch_related(assets)
 
 
 def submission_errors(errors: dict) -> dict:
@@ -42,6 +45,12 @@ class JobListView(generics.ListCreateAPIView):
         shape.is_valid(raise_exception=True)
         data = shape.validated_data
         key = request.headers.get("Idempotency-Key") or None
+        if key and len(key) > MAX_IDEMPOTENCY_KEY_CHARS:
+            raise ApiError(
+                f"The Idempotency-Key header must be at most "
+                f"{MAX_IDEMPOTENCY_KEY_CHARS} characters.",
+                code="invalid_request",
+            )
         try:
             job, created = submit_job(
                 request.user, data["model"], data["prompt"], data["params"], key
@@ -58,7 +67,9 @@ class JobListView(generics.ListCreateAPIView):
 
         job = jobs_for(request.user).get(pk=job.pk)
         code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-        return Response(JobSerializer(job, context={"request": request}).data, status=code)
+        return Response(
+            JobSerializer(job, context={"request": request}).data, status=code
+        )
 
 
 class JobDetailView(generics.RetrieveAPIView):

@@ -13,6 +13,8 @@ class GenerateForm(forms.Form):
     n = forms.IntegerField(required=False, min_value=1)
     seed = forms.IntegerField(required=False, min_value=0)
     negative_prompt = forms.CharField(required=False)
+    reference_asset = forms.UUIDField(required=False)
+    reference_file = forms.ImageField(required=False)
 
     def __init__(self, *args, models: list[ModelSpec], **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -25,4 +27,6 @@ class GenerateForm(forms.Form):
             for name in ("size", "duration", "n", "seed", "negative_prompt")
             if data.get(name) not in (None, "")
         }
+        if data.get("reference_asset"):
+            params["reference_asset"] = str(data["reference_asset"])
         return params

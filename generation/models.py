@@ -2,8 +2,16 @@ import uuid
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Case, Count, OuterRef, Q, Subquery, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
+
+
+def queued_ahead_of(run_after, created_at) -> Q:
+    """Match the queued jobs that a job with these times waits behind."""
+    earlier = Q(run_after__lt=run_after)
+    tied = Q(run_after=run_after, created_at__lt=created_at)
+    return Q(status=Job.Status.QUEUED) & (earlier | tied)
 
 
 class JobQuerySet(models.QuerySet):
@@ -14,11 +22,28 @@ class JobQuerySet(models.QuerySet):
         return self.filter(owner=user)
 
     def due(self, now=None) -> "JobQuerySet":
-        """Return jobs a worker may claim: queued and due, or running with a dead lease."""
+        """Return claimable jobs: queued and due, or running with an expired lease."""
         now = now or timezone.now()
         queued = Q(status=Job.Status.QUEUED, run_after__lte=now)
         orphaned = Q(status=Job.Status.RUNNING, locked_until__lt=now)
         return self.filter(queued | orphaned)
+
+    def with_queue_position(self) -> "JobQuerySet":
+        """Annotate `position_in_queue` in the same query, so lists avoid N+1."""
+        waits_behind = queued_ahead_of(OuterRef("run_after"), OuterRef("created_at"))
+        ahead = (
+            Job.objects.filter(waits_behind)
+            .order_by()
+            .values("status")
+            .annotate(count=Count("pk"))
+            .values("count")
+        )
+        position = Case(
+            When(status=Job.Status.QUEUED, then=Coalesce(Subquery(ahead), 0) + 1),
+            default=None,
+            output_field=models.IntegerField(),
+        )
+        return self.annotate(position_in_queue=position)
 
 
 class Job(models.Model):
@@ -105,8 +130,28 @@ class Job(models.Model):
         """Return 1 for the next queued job to run, or None when not queued."""
         if self.status != self.Status.QUEUED:
             return None
-        ahead = Job.objects.filter(status=self.Status.QUEUED).filter(
-            Q(run_after__lt=self.run_after)
-            | Q(run_after=self.run_after, created_at__lt=self.created_at)
-        )
+        if hasattr(self, "position_in_queue"):
+            return self.position_in_queue
+        ahead = Job.objects.filter(queued_ahead_of(self.run_after, self.created_at))
         return ahead.count() + 1
+
+
+class ProviderCall(models.Model):
+    """A redacted summary of one vendor HTTP call made for a job, for staff."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="calls")
+    attempt = models.PositiveIntegerField()
+    method = models.CharField(max_length=10)
+    url = models.TextField()
+    status = models.PositiveSmallIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField()
+    request_excerpt = models.TextField(blank=True)
+    response_excerpt = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.url} -> {self.status}"

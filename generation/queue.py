@@ -60,7 +60,7 @@ def _take(candidate: dict, worker_id: str) -> Job | None:
     # The compare-and-set on attempts is what makes SQLite claims safe, where
     # there is no row lock; on PostgreSQL the row is already locked by us.
     now = timezone.now()
-    taken = Job.objects.filter(
+    claimed = Job.objects.filter(
         pk=candidate["pk"], attempts=candidate["attempts"], status=candidate["status"]
     ).update(
         status=Job.Status.RUNNING,
@@ -70,7 +70,7 @@ def _take(candidate: dict, worker_id: str) -> Job | None:
         started_at=now,
         updated_at=now,
     )
-    if not taken:
+    if not claimed:
         return None
     return Job.objects.select_related("model", "provider", "owner").get(
         pk=candidate["pk"]
@@ -89,6 +89,13 @@ def report_progress(lease: Lease, progress: int) -> None:
         raise LeaseLost(str(lease.job_id))
 
 
+def save_task_id(lease: Lease, task_id: str) -> None:
+    """Store the vendor's task id so a later attempt resumes it. Raises LeaseLost."""
+    updated = lease.jobs().update(remote_task_id=task_id, updated_at=timezone.now())
+    if not updated:
+        raise LeaseLost(str(lease.job_id))
+
+
 def complete(lease: Lease, store_assets) -> bool:
     """Mark the job completed, store its assets and capture its hold, atomically.
 
@@ -100,6 +107,9 @@ def complete(lease: Lease, store_assets) -> bool:
         updated = lease.jobs().update(
             status=Job.Status.COMPLETED,
             progress=100,
+            # An earlier attempt's retried failure no longer describes the job.
+            error_code="",
+            error_message="",
             finished_at=now,
             locked_until=None,
             updated_at=now,
@@ -128,11 +138,16 @@ def fail(lease: Lease, code: str, message: str) -> bool:
     return bool(updated)
 
 
-def retry_later(lease: Lease, code: str, message: str, retry_after=None) -> float:
-    """Put the job back in the queue after a backoff; return the delay in seconds."""
+def retry_later(
+    lease: Lease, code: str, message: str, retry_after: float | None = None
+) -> float:
+    """Put the job back in the queue after a backoff; return the delay in seconds.
+
+    Raises LeaseLost when the job is no longer this worker's.
+    """
     delay = backoff_seconds(lease.attempt, retry_after)
     now = timezone.now()
-    lease.jobs().update(
+    updated = lease.jobs().update(
         status=Job.Status.QUEUED,
         run_after=now + timedelta(seconds=delay),
         error_code=code,
@@ -141,6 +156,8 @@ def retry_later(lease: Lease, code: str, message: str, retry_after=None) -> floa
         locked_until=None,
         updated_at=now,
     )
+    if not updated:
+        raise LeaseLost(str(lease.job_id))
     return delay
 
 

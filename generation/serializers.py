@@ -15,8 +15,18 @@ class JobSerializer(serializers.ModelSerializer):
     class Meta:
         model = Job
         fields = [
-            "id", "model", "prompt", "params", "status", "progress", "error",
-            "price", "created_at", "started_at", "finished_at", "assets",
+            "id",
+            "model",
+            "prompt",
+            "params",
+            "status",
+            "progress",
+            "error",
+            "price",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "assets",
             "queue_position",
         ]
 

@@ -156,8 +156,14 @@ def _clean_optional(user, model: ModelSpec, params: dict, errors: _Errors) -> di
 def _clean_negative(params: dict, model: ModelSpec, errors: _Errors) -> str:
     value = params["negative_prompt"]
     if not isinstance(value, str) or len(value) > model.max_prompt_chars:
-        message = f"The negative prompt must be text of at most {model.max_prompt_chars} characters."
+        limit = model.max_prompt_chars
+        message = f"The negative prompt must be text of at most {limit} characters."
         errors.add("params.negative_prompt", message, "invalid")
+        return ""
+    # PostgreSQL cannot store U+0000 in jsonb, so the insert would fail.
+    if "\x00" in value:
+        message = "The negative prompt must not contain null characters."
+        errors.add("params.negative_prompt", message, "null_characters_not_allowed")
         return ""
     return value
 

@@ -2,7 +2,10 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
+from django_htmx.http import reswap, retarget
 
+from assets.media import InvalidMedia
+from assets.services import upload_image
 from billing.money import format_amount
 from billing.services import InsufficientFunds
 from generation.api import jobs_for
@@ -18,7 +21,12 @@ RECENT_JOBS = 12
 @require_http_methods(["GET", "POST"])
 def generator(request):
     models = list(ModelSpec.objects.available().select_related("provider"))
-    form = GenerateForm(request.POST or None, models=models, initial=_initial(request))
+    form = GenerateForm(
+        request.POST or None,
+        request.FILES or None,
+        models=models,
+        initial=_initial(request),
+    )
     if request.method == "POST" and form.is_valid():
         job = _submit(request, form)
         if job is not None and request.htmx:
@@ -29,20 +37,22 @@ def generator(request):
     else:
         status = 400 if request.method == "POST" else 200
 
-    chosen = _chosen_model(models, form)
+    context = {"form": form, "models": models, "chosen": _chosen_model(models, form)}
     if request.htmx and request.GET.get("fields") == "model":
-        return render(request, "generation/generator.html#model-fields", {"form": form, "chosen": chosen})
-    context = {
-        "form": form,
-        "models": models,
-        "chosen": chosen,
-        "jobs": jobs_for(request.user).filter(owner=request.user)[:RECENT_JOBS],
-    }
+        return render(request, "generation/generator.html#model-fields", context)
+    if request.htmx and status == 400:
+        # The form posts into the job list, so its errors retarget to the form.
+        template = "generation/generator.html#generate-form"
+        response = render(request, template, context, status=status)
+        return reswap(retarget(response, "#generate-form"), "outerHTML")
+
+    context["jobs"] = jobs_for(request.user).filter(owner=request.user)[:RECENT_JOBS]
     return render(request, "generation/generator.html", context, status=status)
 
 
 def _initial(request) -> dict:
-    return {name: request.GET[name] for name in ("model", "prompt") if name in request.GET}
+    names = ("model", "prompt", "reference_asset")
+    return {name: request.GET[name] for name in names if name in request.GET}
 
 
 def _chosen_model(models: list[ModelSpec], form: GenerateForm) -> ModelSpec | None:
@@ -52,13 +62,20 @@ def _chosen_model(models: list[ModelSpec], form: GenerateForm) -> ModelSpec | No
 
 
 def _submit(request, form: GenerateForm):
+    params = form.params()
     try:
+        if upload := form.cleaned_data.get("reference_file"):
+            upload.seek(0)
+            params["reference_asset"] = str(upload_image(request.user, upload).pk)
         job, _ = submit_job(
             request.user,
             form.cleaned_data["model"],
             form.cleaned_data["prompt"],
-            form.params(),
+            params,
         )
+    except InvalidMedia as error:
+        form.add_error("reference_file", str(error))
+        return None
     except InvalidSubmission as error:
         for field, items in error.errors.items():
             name = field.removeprefix("params.")

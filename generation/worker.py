@@ -5,14 +5,14 @@ import os
 import signal
 import socket
 import threading
-import time
 import uuid
 
 from django.db import close_old_connections
 
 from assets.media import InvalidMedia
-from assets.services import create_asset, prepare_file
+from assets.services import create_asset, load_reference, prepare_file
 from generation import queue
+from generation.context import WorkerJobContext, WorkerStopping
 from generation.models import Job
 from generation.queue import Lease, LeaseLost
 from providers.adapters.base import GenerationRequest, ResultFile
@@ -20,13 +20,6 @@ from providers.errors import ProviderError
 from providers.registry import get_adapter
 
 logger = logging.getLogger(__name__)
-
-# Progress is written at most this often, except for the final 100.
-PROGRESS_INTERVAL_SECONDS = 0.5
-
-
-class WorkerStopping(Exception):
-    """Raised inside a running job when the worker must stop at once."""
 
 
 class Worker:
@@ -80,7 +73,8 @@ class Worker:
 
     def _generate_and_store(self, job: Job, lease: Lease) -> None:
         adapter = get_adapter(job.provider.kind)
-        files = adapter.generate(self._request_for(job), self._progress(lease))
+        context = WorkerJobContext(lease, self.stop_now)
+        files = adapter.generate(self._request_for(job), context)
         if not files:
             raise ProviderError("result_invalid", "The provider returned no result.")
 
@@ -117,34 +111,31 @@ class Worker:
             params=job.params,
             base_url=job.provider.base_url,
             api_key=job.provider.resolve_api_key(),
+            provider_name=job.provider.name,
             limits=job.model.limits(),
+            remote_task_id=job.remote_task_id,
+            reference=load_reference(job),
         )
-
-    def _progress(self, lease: Lease):
-        last = {"value": -1, "at": 0.0}
-
-        def report(progress: int) -> None:
-            if self.stop_now.is_set():
-                raise WorkerStopping()
-            now = time.monotonic()
-            due = now - last["at"] >= PROGRESS_INTERVAL_SECONDS or progress >= 100
-            if progress != last["value"] and due:
-                queue.report_progress(lease, progress)
-                last.update(value=progress, at=now)
-
-        return report
 
     def _record_failure(
         self, job: Job, lease: Lease, error: ProviderError, log_ids: str
     ) -> None:
         if error.retryable and lease.attempt < job.max_attempts:
-            delay = queue.retry_later(lease, error.code, error.message, error.retry_after)
+            try:
+                delay = queue.retry_later(
+                    lease, error.code, error.message, error.retry_after
+                )
+            except LeaseLost:
+                logger.info("job lost its lease %s; not retried", log_ids)
+                return
             logger.warning(
                 "job retry %s code=%s delay=%.1fs", log_ids, error.code, delay
             )
             return
-        queue.fail(lease, error.code, error.message)
-        logger.info("job failed %s code=%s", log_ids, error.code)
+        if queue.fail(lease, error.code, error.message):
+            logger.info("job failed %s code=%s", log_ids, error.code)
+        else:
+            logger.info("job lost its lease %s; failure not recorded", log_ids)
 
     def _give_up(self, lease: Lease, log_ids: str) -> None:
         message = "The worker running this job stopped too many times."

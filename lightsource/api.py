@@ -1,6 +1,8 @@
 """API conventions shared by every app: error bodies and rate limits."""
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest
 from django.utils.decorators import method_decorator
 from django_ratelimit.decorators import ratelimit
 from django_ratelimit.exceptions import Ratelimited
@@ -12,6 +14,12 @@ def exception_handler(exc, context):
     """Render errors as field -> [{message, code}] or {detail, code}."""
     if isinstance(exc, Ratelimited):
         exc = exceptions.Throttled(detail="Too many requests; slow down and retry.")
+    # DRF's handler converts Django's 404 and 403 only for its own use, so they
+    # are converted here too, or their body would lack a code.
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound(*exc.args)
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied(*exc.args)
 
     response = drf_exception_handler(exc, context)
     if response is None:
@@ -34,21 +42,26 @@ class ApiError(exceptions.APIException):
         self.status_code = status_code
 
 
+def per_minute_rate(group: str, request: HttpRequest) -> str:
+    return f"{settings.RATE_LIMIT_PER_MINUTE}/m"
+
+
+def burst_rate(group: str, request: HttpRequest) -> str:
+    return f"{settings.BURST_LIMIT}/10s"
+
+
 def rate_limited(group: str, key: str = "user_or_ip"):
     """Limit a view method per user (or IP) to RATE_LIMIT_PER_MINUTE and BURST_LIMIT.
 
     Decorates handler methods such as `post`, where DRF has already
     authenticated the request, so JWT and API-key users count per user.
     """
+    # The rates are callables, so they are read from settings on each request
+    # and not frozen when the view module is imported.
     per_minute = ratelimit(
-        group=f"{group}:minute",
-        key=key,
-        rate=f"{settings.RATE_LIMIT_PER_MINUTE}/m",
-        block=True,
+        group=f"{group}:minute", key=key, rate=per_minute_rate, block=True
     )
-    burst = ratelimit(
-        group=f"{group}:burst", key=key, rate=f"{settings.BURST_LIMIT}/10s", block=True
-    )
+    burst = ratelimit(group=f"{group}:burst", key=key, rate=burst_rate, block=True)
 
     def decorate(method):
         return method_decorator(per_minute)(method_decorator(burst)(method))

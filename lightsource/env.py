@@ -1,5 +1,6 @@
 """Typed readers of environment variables that fail loudly on a bad value."""
 
+import math
 import os
 
 from django.core.exceptions import ImproperlyConfigured
@@ -45,9 +46,12 @@ def env_float(name: str, default: float) -> float:
         return default
 
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         raise ImproperlyConfigured(f"{name}={raw!r} is not a number.") from None
+    if not math.isfinite(value):
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a finite number.")
+    return value
 
 
 def env_list(name: str, default: list[str]) -> list[str]:

@@ -67,6 +67,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "billing.context_processors.wallet",
             ],
         },
     },
@@ -118,11 +119,12 @@ RATE_LIMIT_PER_MINUTE = env_int("RATE_LIMIT_PER_MINUTE", 60, minimum=1)
 BURST_LIMIT = env_int("BURST_LIMIT", 10, minimum=1)
 RATELIMIT_VIEW = "lightsource.views.rate_limited"
 
+_PASSWORD_CHECKS = "django.contrib.auth.password_validation"
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
-    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
-    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    {"NAME": f"{_PASSWORD_CHECKS}.UserAttributeSimilarityValidator"},
+    {"NAME": f"{_PASSWORD_CHECKS}.MinimumLengthValidator"},
+    {"NAME": f"{_PASSWORD_CHECKS}.CommonPasswordValidator"},
+    {"NAME": f"{_PASSWORD_CHECKS}.NumericPasswordValidator"},
 ]
 
 LANGUAGE_CODE = "en"
@@ -144,6 +146,7 @@ STORAGES = {
 }
 # Signed links to private media stay valid this long.
 MEDIA_LINK_SECONDS = env_int("MEDIA_LINK_SECONDS", 3600, minimum=1)
+MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1)
 MAX_RESULT_BYTES = env_int("MAX_RESULT_BYTES", 200 * 1024 * 1024, minimum=1)
 
 CORS_ALLOWED_ORIGINS = env_list("CORS_ORIGINS", [])
@@ -180,6 +183,18 @@ WORKER_LEASE_SECONDS = env_int("WORKER_LEASE_SECONDS", 60, minimum=1)
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3, minimum=1)
 RETRY_BASE_SECONDS = env_float("RETRY_BASE_SECONDS", 5.0)
 RETRY_MAX_SECONDS = env_float("RETRY_MAX_SECONDS", 300.0)
+# Vendor HTTP timings, in seconds. The Sora gateway sends progress only every
+# 30 s, so its read timeout stays well above that.
+VENDOR_CONNECT_TIMEOUT = env_float("VENDOR_CONNECT_TIMEOUT", 10.0)
+VENDOR_READ_TIMEOUT = env_float("VENDOR_READ_TIMEOUT", 60.0)
+SORA_READ_TIMEOUT = env_float("SORA_READ_TIMEOUT", 120.0)
+MODELSCOPE_POLL_SECONDS = env_float("MODELSCOPE_POLL_SECONDS", 5.0)
+MODELSCOPE_POLL_MAX_SECONDS = env_float("MODELSCOPE_POLL_MAX_SECONDS", 15.0)
+OPENAI_VIDEOS_POLL_SECONDS = env_float("OPENAI_VIDEOS_POLL_SECONDS", 5.0)
+OPENAI_IMAGES_TIMEOUT = env_float("OPENAI_IMAGES_TIMEOUT", 600.0)
+DOWNLOAD_CONNECT_TIMEOUT = env_float("DOWNLOAD_CONNECT_TIMEOUT", 10.0)
+DOWNLOAD_READ_TIMEOUT = env_float("DOWNLOAD_READ_TIMEOUT", 60.0)
+MAX_REFERENCE_BYTES = env_int("MAX_REFERENCE_BYTES", 20 * 1024 * 1024, minimum=1)
 # Extra seconds the offline renderer spends per job, so demos show progress.
 LOCAL_RENDER_DELAY_SECONDS = env_float("LOCAL_RENDER_DELAY_SECONDS", 3.0)
 

@@ -4,7 +4,7 @@ from django.shortcuts import render
 
 
 def health(request: HttpRequest) -> JsonResponse:
-    """Report whether the database answers; 503 when it does not."""
+    """Return 200 when a query on the database succeeds, else 503."""
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,13 @@ from providers.models import ModelSpec, Provider
 
 DEFAULT_CATALOG = Path(__file__).resolve().parent / "default_catalog.json"
 
-PROVIDER_FIELDS = {"name", "kind", "base_url", "api_key_env", "enabled"}
+PROVIDER_FIELDS = {
+    "name": str,
+    "kind": str,
+    "base_url": str,
+    "api_key_env": str,
+    "enabled": bool,
+}
 MODEL_REQUIRED = {"name", "provider", "kind", "remote_name", "price"}
 MODEL_OPTIONAL = {
     "label": str,
@@ -26,6 +33,7 @@ MODEL_OPTIONAL = {
     "enabled": bool,
     "sort_order": int,
 }
+SIZE_PATTERN = re.compile(r"[0-9]{1,5}x[0-9]{1,5}")
 
 
 class CatalogError(ValueError):
@@ -38,6 +46,8 @@ def load_catalog(path: Path) -> tuple[int, int]:
     Aborts without changing anything when an entry is invalid.
     """
     data = _read(path)
+    for section in ("providers", "models"):
+        _check_unique_names(data.get(section, []), section)
     with transaction.atomic():
         for entry in data.get("providers", []):
             upsert_provider(entry)
@@ -56,9 +66,23 @@ def _read(path: Path) -> dict:
     return data
 
 
+def _check_unique_names(entries: Any, section: str) -> None:
+    if not isinstance(entries, list):
+        raise CatalogError(f"'{section}' must be a list.")
+    names = [entry.get("name") for entry in entries if isinstance(entry, dict)]
+    duplicates = sorted({name for name in names if names.count(name) > 1}, key=str)
+    if duplicates:
+        listed = ", ".join(str(name) for name in duplicates)
+        raise CatalogError(f"{section}: duplicate names {listed}.")
+
+
 def upsert_provider(entry: Any) -> Provider:
     name = _entry_name(entry, "provider")
-    _check_keys(entry, PROVIDER_FIELDS, {"name", "kind"}, f"provider {name}")
+    label = f"provider {name}"
+    _check_keys(entry, set(PROVIDER_FIELDS), {"name", "kind"}, label)
+    for field, kind in PROVIDER_FIELDS.items():
+        if field in entry and not isinstance(entry[field], kind):
+            raise CatalogError(f"{label}: {field} must be {kind.__name__}.")
     if entry["kind"] not in Provider.Kind.values:
         raise CatalogError(f"provider {name}: unknown kind {entry['kind']!r}.")
 
@@ -69,8 +93,8 @@ def upsert_provider(entry: Any) -> Provider:
     # A vendor stays disabled until a key is available, so nothing calls it
     # by default. The key saved in admin is never overwritten here.
     has_key = bool(os.environ.get(provider.api_key_env) or provider.api_key)
-    wanted = bool(entry.get("enabled", True))
-    provider.enabled = wanted and (provider.kind == Provider.Kind.LOCAL or has_key)
+    requested = bool(entry.get("enabled", True))
+    provider.enabled = requested and (provider.kind == Provider.Kind.LOCAL or has_key)
     provider.save()
     return provider
 
@@ -125,4 +149,22 @@ def _optional_fields(entry: dict, name: str) -> dict:
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise CatalogError(f"model {name}: {field} must be {kind.__name__}.")
         values[field] = value
+    _check_items(values, name)
     return values
+
+
+def _check_items(values: dict, name: str) -> None:
+    # Submissions compare params with these lists, so an item of another type
+    # would make every request for the model invalid.
+    for size in values.get("sizes", []):
+        if not isinstance(size, str) or not SIZE_PATTERN.fullmatch(size):
+            raise CatalogError(f"model {name}: size {size!r} is not of the form WxH.")
+    for seconds in values.get("durations", []):
+        if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 1:
+            raise CatalogError(
+                f"model {name}: duration {seconds!r} is not a positive whole number "
+                "of seconds."
+            )
+    for param in values.get("supports", []):
+        if not isinstance(param, str):
+            raise CatalogError(f"model {name}: supports item {param!r} is not text.")

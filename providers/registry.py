@@ -6,6 +6,10 @@ from providers.adapters.base import Adapter
 
 ADAPTERS = {
     "local": "providers.adapters.local.LocalAdapter",
+    "modelscope": "providers.adapters.modelscope.ModelScopeAdapter",
+    "sora2_chat": "providers.adapters.sora2_chat.Sora2ChatAdapter",
+    "openai_images": "providers.adapters.openai_images.OpenAIImagesAdapter",
+    "openai_videos": "providers.adapters.openai_videos.OpenAIVideosAdapter",
 }
 
 

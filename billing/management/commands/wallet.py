@@ -4,6 +4,9 @@ from django.core.management.base import BaseCommand, CommandError
 from billing.money import format_amount, parse_amount
 from billing.services import topup, wallet_for
 
+# One top-up stays far below the database's bigint limit, so typos fail here.
+MAX_TOPUP = 10**12
+
 
 class Command(BaseCommand):
     help = "Show or credit a user's wallet. Amounts are in the major unit, e.g. 12.50."
@@ -34,6 +37,10 @@ class Command(BaseCommand):
             raise CommandError(f"Invalid amount: {error}.") from None
         if amount <= 0:
             raise CommandError("The amount must be positive.")
+        if amount > MAX_TOPUP:
+            raise CommandError(
+                f"The amount is above the limit of {format_amount(MAX_TOPUP)}."
+            )
         if not reason.strip():
             raise CommandError("Give a --reason for the ledger.")
         topup(user, amount, reason.strip())

@@ -47,9 +47,18 @@ class Command(BaseCommand):
     def _start(self, port: int) -> list[subprocess.Popen]:
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         gunicorn = [
-            sys.executable, "-m", "gunicorn", "lightsource.wsgi",
-            "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4",
-            "--access-logfile", "-",
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "lightsource.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "2",
+            "--threads",
+            "4",
+            "--access-logfile",
+            "-",
         ]
         env = os.environ.copy()
         return [

@@ -19,4 +19,6 @@ class Command(BaseCommand):
             providers, models = load_catalog(file)
         except CatalogError as error:
             raise CommandError(str(error)) from error
-        self.stdout.write(f"Loaded {providers} providers and {models} models from {file}.")
+        self.stdout.write(
+            f"Loaded {providers} providers and {models} models from {file}."
+        )

@@ -1,0 +1,409 @@
+"""Claims, leases, retries, cancels and stops of queued jobs."""
+
+import time
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from assets.models import Asset
+from billing.models import Hold, LedgerEntry, Wallet
+from billing.services import topup
+from generation import queue
+from generation.models import Job
+from generation.queue import Lease, LeaseLost
+from generation.services import cancel_job, submit_job
+from generation.worker import Worker
+from providers import registry
+from providers.adapters.local import LocalAdapter
+from providers.errors import ProviderError
+from providers.models import ModelSpec
+
+pytestmark = pytest.mark.django_db
+
+JOB_PRICE = 300
+STARTING_BALANCE = 1000
+
+
+class ScriptedAdapter:
+    """An adapter that runs the script the current test installs."""
+
+    kind = "local"
+    script = None
+
+    def generate(self, request, context):
+        return type(self).script(request, context)
+
+
+@pytest.fixture
+def use_adapter(monkeypatch):
+    """Route jobs of the local provider to `script(request, context)`."""
+
+    def install(script) -> None:
+        monkeypatch.setattr(ScriptedAdapter, "script", staticmethod(script))
+        adapter_path = f"{__name__}.ScriptedAdapter"
+        monkeypatch.setitem(registry.ADAPTERS, "local", adapter_path)
+
+    return install
+
+
+@pytest.fixture
+def job(catalog, owner) -> Job:
+    ModelSpec.objects.filter(name="local-image").update(price=JOB_PRICE)
+    topup(owner, STARTING_BALANCE, "test credit")
+    job, _ = submit_job(owner, "local-image", "a lighthouse", {"size": "512x512"})
+    return job
+
+
+@pytest.fixture
+def worker() -> Worker:
+    return Worker(burst=True)
+
+
+def run_next(worker: Worker) -> Job:
+    """Claim the next due job with `worker`, run it, and return it reloaded."""
+    claimed = queue.claim_next(worker.worker_id)
+    assert claimed is not None, "no job was due"
+    worker.run_one(claimed)
+    return Job.objects.get(pk=claimed.pk)
+
+
+def expire_lease(job: Job) -> None:
+    past = timezone.now() - timedelta(seconds=1)
+    Job.objects.filter(pk=job.pk).update(locked_until=past)
+
+
+def make_due(job: Job) -> None:
+    Job.objects.filter(pk=job.pk).update(run_after=timezone.now())
+
+
+def lease_of(job: Job) -> Lease:
+    return Lease(job.pk, job.attempts, job.locked_by)
+
+
+def balance_of(job: Job) -> int:
+    return Wallet.objects.get(user=job.owner).balance
+
+
+def settlements_of(job: Job) -> list[str]:
+    entries = LedgerEntry.objects.filter(hold__job=job).exclude(kind="hold")
+    return list(entries.values_list("kind", flat=True))
+
+
+def hold_status(job: Job) -> str:
+    return Hold.objects.get(job=job).status
+
+
+def rendered_image(request, context) -> list:
+    return LocalAdapter().generate(request, context)
+
+
+def test_claim_next_empty_queue_returns_none():
+    assert queue.claim_next("worker-a") is None
+
+
+def test_claim_next_takes_due_job(job):
+    claimed = queue.claim_next("worker-a")
+
+    assert claimed.pk == job.pk
+    assert claimed.status == Job.Status.RUNNING
+    assert claimed.attempts == 1
+    assert claimed.locked_by == "worker-a"
+    assert claimed.locked_until > timezone.now()
+
+
+def test_claim_next_skips_future_run_after(job):
+    later = timezone.now() + timedelta(hours=1)
+    Job.objects.filter(pk=job.pk).update(run_after=later)
+
+    assert queue.claim_next("worker-a") is None
+    assert Job.objects.get(pk=job.pk).status == Job.Status.QUEUED
+
+
+def test_claim_next_skips_live_lease(job):
+    queue.claim_next("worker-a")
+
+    assert queue.claim_next("worker-b") is None
+
+
+def test_claim_next_reclaims_expired_lease(job):
+    queue.claim_next("worker-a")
+    expire_lease(job)
+
+    claimed = queue.claim_next("worker-b")
+
+    assert claimed.pk == job.pk
+    assert claimed.status == Job.Status.RUNNING
+    assert claimed.attempts == 2
+    assert claimed.locked_by == "worker-b"
+
+
+@pytest.fixture
+def stolen_lease(job) -> Lease:
+    """Return worker A's lease on `job` after worker B took over the expired lease."""
+    first = queue.claim_next("worker-a")
+    expire_lease(job)
+    queue.claim_next("worker-b")
+    return lease_of(first)
+
+
+def test_stolen_lease_progress_raises(stolen_lease, job):
+    with pytest.raises(LeaseLost):
+        queue.report_progress(stolen_lease, 50)
+
+    assert Job.objects.get(pk=job.pk).progress == 0
+
+
+def test_stolen_lease_complete_stores_nothing(stolen_lease, job):
+    stored = []
+
+    completed = queue.complete(stolen_lease, lambda: stored.append("asset"))
+
+    assert completed is False
+    assert stored == []
+    assert not Asset.objects.filter(source_job=job).exists()
+    assert Job.objects.get(pk=job.pk).status == Job.Status.RUNNING
+    assert hold_status(job) == Hold.Status.HELD
+    assert settlements_of(job) == []
+
+
+def test_stolen_lease_fail_changes_nothing(stolen_lease, job):
+    failed = queue.fail(stolen_lease, "provider_error", "Lost the race.")
+
+    reloaded = Job.objects.get(pk=job.pk)
+    assert failed is False
+    assert reloaded.status == Job.Status.RUNNING
+    assert reloaded.locked_by == "worker-b"
+    assert reloaded.error_code == ""
+    assert hold_status(job) == Hold.Status.HELD
+    assert settlements_of(job) == []
+    assert balance_of(job) == STARTING_BALANCE - JOB_PRICE
+
+
+def test_stolen_lease_winner_completes(stolen_lease, job):
+    winner = lease_of(Job.objects.get(pk=job.pk))
+
+    completed = queue.complete(winner, lambda: None)
+
+    assert completed is True
+    assert Job.objects.get(pk=job.pk).status == Job.Status.COMPLETED
+    assert hold_status(job) == Hold.Status.CAPTURED
+    assert settlements_of(job) == [LedgerEntry.Kind.CAPTURE]
+
+
+def test_reclaim_after_last_attempt_fails_job(job, worker, use_adapter):
+    calls = []
+
+    def record_call(request, context):
+        calls.append(request)
+        return rendered_image(request, context)
+
+    use_adapter(record_call)
+    past = timezone.now() - timedelta(seconds=1)
+    Job.objects.filter(pk=job.pk).update(
+        status=Job.Status.RUNNING,
+        attempts=job.max_attempts,
+        locked_by="dead-worker",
+        locked_until=past,
+    )
+
+    reloaded = run_next(worker)
+
+    assert calls == []
+    assert reloaded.status == Job.Status.FAILED
+    assert reloaded.error_code == "worker_lost"
+    assert reloaded.error_message
+    assert hold_status(job) == Hold.Status.RELEASED
+    assert settlements_of(job) == [LedgerEntry.Kind.RELEASE]
+    assert balance_of(job) == STARTING_BALANCE
+
+
+def test_unchanged_progress_extends_lease(job, worker, use_adapter, settings):
+    settings.WORKER_LEASE_SECONDS = 1
+    due_while_running = []
+
+    def report_same_percent(request, context):
+        for _ in range(5):
+            context.progress(10)
+            time.sleep(0.4)
+            due = Job.objects.due().filter(pk=request.job_id).exists()
+            due_while_running.append(due)
+        return rendered_image(request, context)
+
+    use_adapter(report_same_percent)
+
+    reloaded = run_next(worker)
+
+    assert due_while_running == [False] * 5
+    assert reloaded.status == Job.Status.COMPLETED
+    assert reloaded.attempts == 1
+
+
+def raise_rate_limited(request, context):
+    raise ProviderError(
+        "provider_rate_limited", "The vendor is busy.", retryable=True, retry_after=30
+    )
+
+
+def test_retryable_error_requeues_job(job, worker, use_adapter):
+    use_adapter(raise_rate_limited)
+    before = timezone.now()
+
+    reloaded = run_next(worker)
+
+    assert reloaded.status == Job.Status.QUEUED
+    assert reloaded.attempts == 1
+    assert reloaded.error_code == "provider_rate_limited"
+    assert reloaded.run_after >= before + timedelta(seconds=30)
+    assert reloaded.locked_by == ""
+    assert hold_status(job) == Hold.Status.HELD
+    assert queue.claim_next(worker.worker_id) is None
+
+
+def test_retryable_error_fails_after_max_attempts(job, worker, use_adapter):
+    use_adapter(raise_rate_limited)
+
+    for _ in range(job.max_attempts):
+        make_due(job)
+        reloaded = run_next(worker)
+
+    assert reloaded.status == Job.Status.FAILED
+    assert reloaded.attempts == job.max_attempts
+    assert reloaded.error_code == "provider_rate_limited"
+    assert reloaded.error_message == "The vendor is busy."
+    assert hold_status(job) == Hold.Status.RELEASED
+    assert settlements_of(job) == [LedgerEntry.Kind.RELEASE]
+    assert balance_of(job) == STARTING_BALANCE
+
+
+def test_final_error_fails_at_once(job, worker, use_adapter):
+    def reject(request, context):
+        raise ProviderError("provider_rejected", "The vendor rejected the prompt.")
+
+    use_adapter(reject)
+
+    reloaded = run_next(worker)
+
+    assert reloaded.status == Job.Status.FAILED
+    assert reloaded.attempts == 1
+    assert reloaded.error_code == "provider_rejected"
+    assert reloaded.error_message == "The vendor rejected the prompt."
+    assert settlements_of(job) == [LedgerEntry.Kind.RELEASE]
+    assert balance_of(job) == STARTING_BALANCE
+
+
+def test_adapter_crash_fails_job(job, worker, use_adapter):
+    def crash(request, context):
+        raise RuntimeError("bug in the adapter")
+
+    use_adapter(crash)
+
+    reloaded = run_next(worker)
+
+    assert reloaded.status == Job.Status.FAILED
+    assert reloaded.error_code == "provider_error"
+    assert settlements_of(job) == [LedgerEntry.Kind.RELEASE]
+
+
+def cancel_then_report(request, context):
+    cancel_job(Job.objects.get(pk=request.job_id))
+    context.progress(50)
+    return rendered_image(request, context)
+
+
+def cancel_then_return(request, context):
+    files = rendered_image(request, context)
+    cancel_job(Job.objects.get(pk=request.job_id))
+    return files
+
+
+@pytest.mark.parametrize("script", [cancel_then_report, cancel_then_return])
+def test_cancel_running_job_stops_it(job, worker, use_adapter, script):
+    use_adapter(script)
+
+    reloaded = run_next(worker)
+
+    assert reloaded.status == Job.Status.CANCELED
+    assert reloaded.error_code == ""
+    assert not Asset.objects.filter(source_job=job).exists()
+    assert hold_status(job) == Hold.Status.RELEASED
+    assert settlements_of(job) == [LedgerEntry.Kind.RELEASE]
+    assert balance_of(job) == STARTING_BALANCE
+
+
+def test_second_stop_request_hands_job_back(job, worker, use_adapter):
+    def stop_twice(request, context):
+        worker.request_stop()
+        worker.request_stop()
+        context.progress(50)
+        return rendered_image(request, context)
+
+    use_adapter(stop_twice)
+
+    reloaded = run_next(worker)
+
+    assert reloaded.status == Job.Status.QUEUED
+    assert reloaded.attempts == 0
+    assert reloaded.locked_by == ""
+    assert reloaded.locked_until is None
+    assert not Asset.objects.filter(source_job=job).exists()
+    assert hold_status(job) == Hold.Status.HELD
+    assert queue.claim_next("worker-b").attempts == 1
+
+
+# Worker.run closes stale connections, which would end a test's transaction.
+@pytest.mark.django_db(transaction=True)
+def test_first_stop_request_finishes_job(job, catalog, owner, use_adapter):
+    waiting, _ = submit_job(owner, "local-image", "a harbor", {"size": "512x512"})
+    worker = Worker(poll_seconds=0.01)
+
+    def stop_once(request, context):
+        worker.request_stop()
+        return rendered_image(request, context)
+
+    use_adapter(stop_once)
+
+    worker.run()
+
+    assert Job.objects.get(pk=job.pk).status == Job.Status.COMPLETED
+    assert Asset.objects.filter(source_job=job).count() == 1
+    assert hold_status(job) == Hold.Status.CAPTURED
+    assert Job.objects.get(pk=waiting.pk).status == Job.Status.QUEUED
+
+
+@pytest.fixture
+def retry_timing(settings):
+    settings.RETRY_BASE_SECONDS = 2.0
+    settings.RETRY_MAX_SECONDS = 60.0
+
+
+SAMPLES = 50
+
+
+@pytest.mark.parametrize("attempt", [1, 2, 3, 4, 5])
+def test_backoff_doubles_with_attempt(retry_timing, attempt):
+    ceiling = 2.0 * 2 ** (attempt - 1)
+
+    delays = [queue.backoff_seconds(attempt) for _ in range(SAMPLES)]
+
+    assert min(delays) >= ceiling / 2
+    assert max(delays) <= ceiling
+
+
+def test_backoff_capped_by_retry_max(retry_timing):
+    delays = [queue.backoff_seconds(30) for _ in range(SAMPLES)]
+
+    assert max(delays) <= 60.0
+    assert min(delays) >= 30.0
+
+
+def test_backoff_honours_retry_after(retry_timing):
+    delays = [queue.backoff_seconds(1, retry_after=45) for _ in range(SAMPLES)]
+
+    assert min(delays) >= 45
+
+
+def test_backoff_caps_retry_after(retry_timing):
+    delays = [queue.backoff_seconds(1, retry_after=3600) for _ in range(SAMPLES)]
+
+    assert set(delays) == {60.0}

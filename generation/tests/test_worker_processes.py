@@ -1,0 +1,232 @@
+"""Real `runworker` processes sharing one PostgreSQL queue."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from assets.models import Asset
+from billing.models import Hold, LedgerEntry
+from generation.models import Job
+from generation.services import submit_job
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+JOB_COUNT = 50
+CLAIM_LINE = re.compile(r"job claimed job=([0-9a-f-]{36})")
+
+
+def current_database_url() -> str:
+    """Return the URL of the database this test runs on, for a child process."""
+    db = connection.settings_dict
+    user = quote(db["USER"] or "", safe="")
+    password = quote(db["PASSWORD"] or "", safe="")
+    credentials = f"{user}:{password}@" if password else f"{user}@"
+    return (
+        f"postgres://{credentials}{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
+        f"/{db['NAME']}"
+    )
+
+
+def worker_env(**overrides: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["DATABASE_URL"] = current_database_url()
+    env["STORAGE_BASE"] = str(settings.MEDIA_ROOT)
+    env["LOCAL_RENDER_DELAY_SECONDS"] = "0"
+    env["LOG_LEVEL"] = "INFO"
+    env.update(overrides)
+    return env
+
+
+class WorkerProcess:
+    """A `runworker` child process whose log goes to a file."""
+
+    def __init__(self, log_path: Path, *options: str, **env: str) -> None:
+        self.log_path = log_path
+        # Unlike a pipe, a file does not block a busy worker while no one reads it.
+        with log_path.open("w") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "manage.py", "runworker", *options],
+                cwd=PROJECT_DIR,
+                env=worker_env(**env),
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8")
+
+    def wait_for_log(self, text: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            if self.process.poll() is not None:
+                pytest.fail(f"worker exited before logging {text!r}:\n{self.log()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"worker did not log {text!r} in {timeout} s")
+            time.sleep(0.05)
+
+    def wait(self, timeout: float) -> int:
+        """Wait for the worker to exit and return its exit code."""
+        return self.process.wait(timeout=timeout)
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+
+@pytest.fixture
+def start_worker(tmp_path):
+    """Start `runworker` processes, all killed at the end of the test."""
+    workers: list[WorkerProcess] = []
+
+    def start(*options: str, **env: str) -> WorkerProcess:
+        log_path = tmp_path / f"worker-{len(workers)}.log"
+        workers.append(WorkerProcess(log_path, *options, **env))
+        return workers[-1]
+
+    yield start
+    for worker in workers:
+        worker.process.kill()
+        worker.process.wait()
+
+
+@pytest.fixture
+def queued_jobs(catalog, owner) -> list[Job]:
+    params = {"size": "512x512"}
+    return [
+        submit_job(owner, "local-image", f"lighthouse {index}", params)[0]
+        for index in range(JOB_COUNT)
+    ]
+
+
+def run_burst_workers(start_worker, count: int) -> list[str]:
+    """Run `count` burst workers side by side and return the log of each."""
+    workers = [start_worker("--burst") for _ in range(count)]
+    for worker in workers:
+        assert worker.wait(timeout=120) == 0, worker.log()
+    return [worker.log() for worker in workers]
+
+
+# One test, because each run of 50 jobs takes seconds.
+def test_two_burst_workers_run_each_job_once(start_worker, queued_jobs):
+    logs = run_burst_workers(start_worker, 2)
+
+    job_ids = {job.pk for job in queued_jobs}
+    statuses = Counter(Job.objects.values_list("status", flat=True))
+    attempts = Counter(Job.objects.values_list("attempts", flat=True))
+    assert statuses == {Job.Status.COMPLETED: JOB_COUNT}
+    assert attempts == {1: JOB_COUNT}
+
+    assets_per_job = Counter(Asset.objects.values_list("source_job_id", flat=True))
+    assert set(assets_per_job) == job_ids
+    assert set(assets_per_job.values()) == {1}
+    for asset in Asset.objects.select_related("blob"):
+        assert Path(settings.MEDIA_ROOT, asset.blob.file.name).is_file()
+
+    hold_ids = set(Hold.objects.filter(job__in=job_ids).values_list("pk", flat=True))
+    hold_statuses = Counter(Hold.objects.values_list("status", flat=True))
+    captures = LedgerEntry.objects.filter(kind=LedgerEntry.Kind.CAPTURE)
+    captures_per_hold = Counter(captures.values_list("hold_id", flat=True))
+    releases = LedgerEntry.objects.filter(kind=LedgerEntry.Kind.RELEASE)
+    assert len(hold_ids) == JOB_COUNT
+    assert hold_statuses == {Hold.Status.CAPTURED: JOB_COUNT}
+    assert set(captures_per_hold) == hold_ids
+    assert set(captures_per_hold.values()) == {1}
+    assert not releases.exists()
+
+    claims = [CLAIM_LINE.findall(log) for log in logs]
+    claims_per_job = Counter(job_id for found in claims for job_id in found)
+    assert set(claims_per_job) == {str(job_id) for job_id in job_ids}
+    assert set(claims_per_job.values()) == {1}
+    assert claims[0], "the first worker claimed no job"
+    assert claims[1], "the second worker claimed no job"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_idle_worker_stops_on_signal(start_worker, signum):
+    worker = start_worker("--poll-seconds", "0.5")
+    worker.wait_for_log("worker started")
+
+    worker.signal(signum)
+
+    assert worker.wait(timeout=5) == 0, worker.log()
+    assert "worker stopped" in worker.log()
+
+
+@pytest.fixture
+def queued_job(catalog, owner) -> Job:
+    job, _ = submit_job(owner, "local-image", "a lighthouse", {"size": "512x512"})
+    return job
+
+
+# The local renderer sleeps half of this before its first progress report.
+SLOW_RENDER = {"LOCAL_RENDER_DELAY_SECONDS": "3"}
+
+
+def test_first_signal_lets_job_finish(start_worker, queued_job):
+    worker = start_worker(**SLOW_RENDER)
+    worker.wait_for_log("job claimed")
+
+    worker.signal(signal.SIGTERM)
+
+    assert worker.wait(timeout=20) == 0, worker.log()
+    job = Job.objects.get(pk=queued_job.pk)
+    assert job.status == Job.Status.COMPLETED
+    assert Asset.objects.filter(source_job=job).count() == 1
+    assert "worker stopped" in worker.log()
+
+
+def test_second_signal_hands_job_back(start_worker, queued_job):
+    worker = start_worker(**SLOW_RENDER)
+    worker.wait_for_log("job claimed")
+
+    worker.signal(signal.SIGTERM)
+    # CPython calls a Python signal handler once for all deliveries of a signal
+    # that arrive before the handler runs, so the two signals are sent apart.
+    time.sleep(0.3)
+    worker.signal(signal.SIGTERM)
+
+    assert worker.wait(timeout=20) == 0, worker.log()
+    job = Job.objects.get(pk=queued_job.pk)
+    assert job.status == Job.Status.QUEUED
+    assert job.attempts == 0
+    assert job.locked_by == ""
+    assert not Asset.objects.filter(source_job=job).exists()
+    assert Hold.objects.get(job=job).status == Hold.Status.HELD
+    assert "job handed back" in worker.log()
+
+
+def wait_until_due(job: Job, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not Job.objects.due().filter(pk=job.pk).exists():
+        assert time.monotonic() < deadline, "the lease never expired"
+        time.sleep(0.1)
+
+
+def test_killed_worker_job_runs_again_once(start_worker, queued_job):
+    crashed = start_worker(LOCAL_RENDER_DELAY_SECONDS="30", WORKER_LEASE_SECONDS="1")
+    crashed.wait_for_log("job claimed")
+    crashed.signal(signal.SIGKILL)
+    crashed.wait(timeout=5)
+    wait_until_due(queued_job, timeout=5)
+
+    logs = run_burst_workers(start_worker, 1)
+
+    job = Job.objects.get(pk=queued_job.pk)
+    captures = LedgerEntry.objects.filter(hold__job=job, kind="capture")
+    releases = LedgerEntry.objects.filter(hold__job=job, kind="release")
+    assert job.status == Job.Status.COMPLETED
+    assert job.attempts == 2
+    assert Asset.objects.filter(source_job=job).count() == 1
+    assert captures.count() == 1
+    assert not releases.exists()
+    assert f"job claimed job={job.pk} provider=local attempt=2" in logs[0]
