@@ -2,6 +2,7 @@
 
 import hashlib
 import logging
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -16,25 +17,51 @@ from providers.errors import ProviderError
 logger = logging.getLogger(__name__)
 
 
-def store_blob(content: bytes, mime_type: str, extension: str) -> Blob:
-    """Write `content` once under its sha256 and return its Blob row."""
+@dataclass(frozen=True)
+class StoredFile:
+    """A file written to storage under its sha256, not yet recorded as a Blob."""
+
+    sha256: str
+    name: str
+    size_bytes: int
+    mime_type: str
+    extension: str
+
+
+@dataclass(frozen=True)
+class PreparedMedia:
+    """A checked file and its preview, both written to storage."""
+
+    info: MediaInfo
+    file: StoredFile
+    preview: StoredFile
+
+
+def write_file(content: bytes, mime_type: str, extension: str) -> StoredFile:
+    """Write `content` once under its sha256. Touches storage, not the database."""
     digest = hashlib.sha256(content).hexdigest()
-    blob = Blob(sha256=digest, size_bytes=len(content), mime_type=mime_type)
-    blob.extension = extension
-    name = blob_path(blob, "")
+    name = blob_path(Blob(sha256=digest, extension=extension), "")
     if not default_storage.exists(name):
         default_storage.save(name, ContentFile(content))
+    return StoredFile(digest, name, len(content), mime_type, extension)
 
+
+def record_blob(stored: StoredFile) -> Blob:
     blob, _ = Blob.objects.get_or_create(
-        sha256=digest,
+        sha256=stored.sha256,
         defaults={
-            "file": name,
-            "size_bytes": len(content),
-            "mime_type": mime_type,
-            "extension": extension,
+            "file": stored.name,
+            "size_bytes": stored.size_bytes,
+            "mime_type": stored.mime_type,
+            "extension": stored.extension,
         },
     )
     return blob
+
+
+def store_blob(content: bytes, mime_type: str, extension: str) -> Blob:
+    """Write `content` once under its sha256 and return its Blob row."""
+    return record_blob(write_file(content, mime_type, extension))
 
 
 def prepare_file(content: bytes, declared_mime: str | None = None):
@@ -47,22 +74,43 @@ def prepare_file(content: bytes, declared_mime: str | None = None):
     return info, make_preview(content)
 
 
-def create_asset(owner, content: bytes, info: MediaInfo, preview: bytes, **fields):
-    """Store a checked file and its preview and record them as an Asset."""
-    blob = store_blob(content, info.mime_type, info.extension)
-    thumbnail = store_blob(preview, "image/webp", ".webp")
+def prepare_media(content: bytes, declared_mime: str | None = None) -> PreparedMedia:
+    """Check a file, build its preview and write both to storage. Raises InvalidMedia.
+
+    Uses no database connection, so worker job threads may call it.
+    """
+    info, preview = prepare_file(content, declared_mime)
+    return _write_media(content, info, preview)
+
+
+def _write_media(content: bytes, info: MediaInfo, preview: bytes) -> PreparedMedia:
+    return PreparedMedia(
+        info,
+        write_file(content, info.mime_type, info.extension),
+        write_file(preview, "image/webp", ".webp"),
+    )
+
+
+def record_asset(owner, prepared: PreparedMedia, **fields) -> Asset:
+    """Record prepared media as an Asset in the owner's library."""
+    info = prepared.info
     return Asset.objects.create(
         owner=owner,
         kind=info.kind,
-        blob=blob,
-        thumbnail=thumbnail,
+        blob=record_blob(prepared.file),
+        thumbnail=record_blob(prepared.preview),
         mime_type=info.mime_type,
-        size_bytes=len(content),
+        size_bytes=prepared.file.size_bytes,
         width=info.width,
         height=info.height,
         duration=info.duration,
         **fields,
     )
+
+
+def create_asset(owner, content: bytes, info: MediaInfo, preview: bytes, **fields):
+    """Store a checked file and its preview and record them as an Asset."""
+    return record_asset(owner, _write_media(content, info, preview), **fields)
 
 
 def delete_unused_blobs(digests: set[str]) -> None:

@@ -1,6 +1,6 @@
 from django.contrib import admin, messages
 
-from generation.models import Job, ProviderCall
+from generation.models import Job, ProviderCall, WorkerProcess
 from generation.services import CannotCancel, cancel_job
 
 
@@ -73,3 +73,26 @@ class ProviderCallInline(admin.TabularInline):
 
 
 JobAdmin.inlines = [ProviderCallInline]
+
+
+@admin.register(WorkerProcess)
+class WorkerProcessAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "hostname",
+        "pid",
+        "queues",
+        "concurrency",
+        "in_flight",
+        "alive",
+        "heartbeat_at",
+        "started_at",
+        "stopped_at",
+    ]
+    list_filter = ["hostname", "stopped_at"]
+    search_fields = ["id", "hostname"]
+    readonly_fields = [f.name for f in WorkerProcess._meta.fields]
+
+    @admin.display(boolean=True)
+    def alive(self, worker: WorkerProcess) -> bool:
+        return worker.is_alive()

@@ -70,6 +70,8 @@ class Job(models.Model):
         "providers.Provider", on_delete=models.PROTECT, related_name="jobs"
     )
     remote_model = models.CharField(max_length=200)
+    # The worker pool that runs it: the model's kind, "image" or "video".
+    queue = models.CharField(max_length=20, default="image")
     price = models.BigIntegerField(default=0)
     prompt = models.TextField()
     params = models.JSONField(default=dict, blank=True)
@@ -100,6 +102,7 @@ class Job(models.Model):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["status", "run_after"], name="job_due_idx"),
+            models.Index(fields=["locked_by", "status"], name="job_worker_idx"),
             models.Index(fields=["owner", "-created_at"], name="job_owner_idx"),
         ]
         constraints = [
@@ -155,3 +158,30 @@ class ProviderCall(models.Model):
 
     def __str__(self) -> str:
         return f"{self.method} {self.url} -> {self.status}"
+
+
+class WorkerProcess(models.Model):
+    """One start of `runworker`, with its heartbeat, so staff can see who is alive."""
+
+    id = models.CharField(max_length=100, primary_key=True)
+    hostname = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    queues = models.CharField(max_length=100)
+    concurrency = models.PositiveIntegerField()
+    in_flight = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(default=timezone.now)
+    heartbeat_at = models.DateTimeField(default=timezone.now)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return self.id
+
+    def is_alive(self, now=None) -> bool:
+        if self.stopped_at is not None:
+            return False
+        now = now or timezone.now()
+        limit = 3 * settings.WORKER_HEARTBEAT_SECONDS
+        return (now - self.heartbeat_at).total_seconds() < limit

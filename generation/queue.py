@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -42,39 +42,6 @@ class Lease:
 
 def lease_deadline():
     return timezone.now() + timedelta(seconds=settings.WORKER_LEASE_SECONDS)
-
-
-def claim_next(worker_id: str) -> Job | None:
-    """Claim the oldest due job for `worker_id`, or return None when none is due."""
-    with transaction.atomic():
-        due = Job.objects.due().order_by("run_after", "created_at")
-        if connection.features.has_select_for_update_skip_locked:
-            due = due.select_for_update(skip_locked=True, of=("self",))
-        candidate = due.values("pk", "attempts", "status").first()
-        if candidate is None:
-            return None
-        return _take(candidate, worker_id)
-
-
-def _take(candidate: dict, worker_id: str) -> Job | None:
-    # The compare-and-set on attempts is what makes SQLite claims safe, where
-    # there is no row lock; on PostgreSQL the row is already locked by us.
-    now = timezone.now()
-    claimed = Job.objects.filter(
-        pk=candidate["pk"], attempts=candidate["attempts"], status=candidate["status"]
-    ).update(
-        status=Job.Status.RUNNING,
-        attempts=F("attempts") + 1,
-        locked_by=worker_id,
-        locked_until=lease_deadline(),
-        started_at=now,
-        updated_at=now,
-    )
-    if not claimed:
-        return None
-    return Job.objects.select_related("model", "provider", "owner").get(
-        pk=candidate["pk"]
-    )
 
 
 def report_progress(lease: Lease, progress: int) -> None:

@@ -10,6 +10,7 @@ from django.utils import timezone
 from billing.services import place_hold, release_hold
 from generation.models import Job
 from generation.validation import clean_submission
+from generation.wakeup import notify_job_queued
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ def _create_job(user, model, prompt: str, params: dict, key: str | None) -> Job:
         model=model,
         provider=model.provider,
         remote_model=model.remote_name,
+        queue=model.kind,
         price=model.price * params.get("n", 1),
         prompt=prompt,
         params=params,
@@ -58,6 +60,7 @@ def _create_job(user, model, prompt: str, params: dict, key: str | None) -> Job:
         max_attempts=settings.JOB_MAX_ATTEMPTS,
     )
     place_hold(job, job.price)
+    transaction.on_commit(lambda: notify_job_queued(job.queue))
     return job
 
 

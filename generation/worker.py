@@ -1,40 +1,97 @@
-"""The worker loop: claim a due job, run it through its adapter, record the result."""
+"""The worker: claims due jobs and keeps up to `concurrency` per queue in flight.
+
+One control thread claims, watches leases and cancels, and heartbeats; each job
+runs in a thread of its own, mostly waiting on a vendor. Every database call
+goes through a DatabaseGate, so the process holds a few connections however
+many jobs are in flight. With concurrency 1 the job runs in the control thread.
+"""
 
 import logging
 import os
 import signal
 import socket
 import threading
+import time
 import uuid
+from collections.abc import Iterable
 
+from django.conf import settings
 from django.db import close_old_connections
 
-from assets.media import InvalidMedia
-from assets.services import create_asset, load_reference, prepare_file
-from generation import queue
-from generation.context import WorkerJobContext, WorkerStopping
+from generation import monitor
+from generation.claims import claim_batch, claim_next
+from generation.context import WorkerJobContext
+from generation.dbgate import DatabaseGate
 from generation.models import Job
-from generation.queue import Lease, LeaseLost
-from providers.adapters.base import GenerationRequest, ResultFile
-from providers.errors import ProviderError
-from providers.registry import get_adapter
+from generation.runner import JobRunner
+from generation.wakeup import Listener, can_listen
 
 logger = logging.getLogger(__name__)
 
+QUEUES = ("image", "video")
+# After the grace period, how long stopping jobs get to hand themselves back.
+HAND_BACK_SECONDS = 3.0
+
 
 class Worker:
-    def __init__(self, poll_seconds: float = 1.0, burst: bool = False) -> None:
-        self.poll_seconds = poll_seconds
+    def __init__(
+        self,
+        poll_seconds: float | None = None,
+        burst: bool = False,
+        concurrency: int = 1,
+        queues: Iterable[str] = QUEUES,
+        grace_seconds: float | None = None,
+        listen: bool = True,
+    ) -> None:
+        self.poll_seconds = poll_seconds or settings.WORKER_POLL_SECONDS
         self.burst = burst
+        self.concurrency = concurrency
+        self.queues = tuple(queues)
+        self.grace_seconds = (
+            settings.WORKER_GRACE_SECONDS if grace_seconds is None else grace_seconds
+        )
+        self.listen = listen
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.stopping = threading.Event()
         self.stop_now = threading.Event()
+        self.forced = False
+        self.wake = threading.Event()
+        self.threaded = concurrency > 1
+        self.gate = DatabaseGate(settings.WORKER_DB_THREADS if self.threaded else 0)
+        self.runner = JobRunner(self.worker_id, self.gate, self.stop_now)
+        self.in_flight: dict = {}
+        self.lock = threading.Lock()
+
+    def request_stop(self, signum: int = signal.SIGTERM, frame=None) -> None:
+        """Stop claiming and let running jobs finish; a second request stops at once."""
+        if self.stopping.is_set():
+            self.forced = True
+            self.stop_now.set()
+        self.stopping.set()
+        self.wake.set()
 
     def run(self) -> None:
-        logger.info("worker started worker=%s burst=%s", self.worker_id, self.burst)
+        logger.info(
+            "worker started worker=%s queues=%s concurrency=%d burst=%s",
+            self.worker_id,
+            ",".join(self.queues),
+            self.concurrency,
+            self.burst,
+        )
+        if self.threaded:
+            self._run_threaded()
+        else:
+            self._run_inline()
+        logger.info("worker stopped worker=%s", self.worker_id)
+
+    def run_one(self, job: Job) -> None:
+        """Run one claimed job in this thread."""
+        self.runner.run(job, self.runner.context_for(job, monitored=False))
+
+    def _run_inline(self) -> None:
         while not self.stopping.is_set():
             close_old_connections()
-            job = queue.claim_next(self.worker_id)
+            job = claim_next(self.worker_id, self.queues)
             if job is not None:
                 self.run_one(job)
                 continue
@@ -42,102 +99,102 @@ class Worker:
                 break
             self.stopping.wait(self.poll_seconds)
         close_old_connections()
-        logger.info("worker stopped worker=%s", self.worker_id)
 
-    def request_stop(self, signum: int = signal.SIGTERM, frame=None) -> None:
-        """Finish the running job, then stop; a second request stops at once."""
-        if self.stopping.is_set():
-            self.stop_now.set()
-        self.stopping.set()
-
-    def run_one(self, job: Job) -> None:
-        lease = Lease(job.pk, job.attempts, self.worker_id)
-        log_ids = f"job={job.pk} provider={job.provider.name} attempt={job.attempts}"
-        logger.info("job claimed %s worker=%s", log_ids, self.worker_id)
-        if job.attempts > job.max_attempts:
-            self._give_up(lease, log_ids)
-            return
-
+    def _run_threaded(self) -> None:
+        listener = self._start_listener()
+        self.gate.run(monitor.register, self)
         try:
-            self._generate_and_store(job, lease)
-        except LeaseLost:
-            logger.info("job lost its lease %s; dropped its result", log_ids)
-        except WorkerStopping:
-            queue.hand_back(lease)
-            logger.info("job handed back %s worker=%s", log_ids, self.worker_id)
-        except ProviderError as error:
-            self._record_failure(job, lease, error, log_ids)
-        except Exception:
-            logger.exception("job crashed %s", log_ids)
-            queue.fail(lease, "provider_error", "The generation failed unexpectedly.")
+            self._control_loop(listener is not None)
+        finally:
+            self._shut_down()
+            if listener is not None:
+                listener.stop()
+            self.gate.close()
 
-    def _generate_and_store(self, job: Job, lease: Lease) -> None:
-        adapter = get_adapter(job.provider.kind)
-        context = WorkerJobContext(lease, self.stop_now)
-        files = adapter.generate(self._request_for(job), context)
-        if not files:
-            raise ProviderError("result_invalid", "The provider returned no result.")
+    def _start_listener(self) -> Listener | None:
+        if not (self.listen and can_listen()):
+            return None
+        listener = Listener(lambda queue: self.wake.set())
+        listener.start()
+        return listener
 
-        prepared = [self._prepare(file) for file in files]
-        if not queue.complete(lease, lambda: self._store(job, prepared)):
-            raise LeaseLost(str(job.pk))
-        logger.info("job completed job=%s files=%d", job.pk, len(prepared))
-
-    def _prepare(self, file: ResultFile):
-        try:
-            return file.content, *prepare_file(file.content, file.mime_type)
-        except InvalidMedia as error:
-            raise ProviderError("result_invalid", str(error)) from error
-
-    def _store(self, job: Job, prepared: list) -> None:
-        for content, info, preview in prepared:
-            create_asset(
-                job.owner,
-                content,
-                info,
-                preview,
-                source_job=job,
-                model_name=job.model.name,
-                prompt=job.prompt,
-                params=job.params,
-            )
-
-    def _request_for(self, job: Job) -> GenerationRequest:
-        return GenerationRequest(
-            job_id=str(job.pk),
-            kind=job.model.kind,
-            remote_model=job.remote_model,
-            prompt=job.prompt,
-            params=job.params,
-            base_url=job.provider.base_url,
-            api_key=job.provider.resolve_api_key(),
-            provider_name=job.provider.name,
-            limits=job.model.limits(),
-            remote_task_id=job.remote_task_id,
-            reference=load_reference(job),
-        )
-
-    def _record_failure(
-        self, job: Job, lease: Lease, error: ProviderError, log_ids: str
-    ) -> None:
-        if error.retryable and lease.attempt < job.max_attempts:
-            try:
-                delay = queue.retry_later(
-                    lease, error.code, error.message, error.retry_after
-                )
-            except LeaseLost:
-                logger.info("job lost its lease %s; not retried", log_ids)
+    def _control_loop(self, listening: bool) -> None:
+        watch = monitor.Watch(self)
+        while not self.stop_now.is_set():
+            claimed = 0 if self.stopping.is_set() else self._fill_slots()
+            watch.tick()
+            if self._finished(claimed, watch):
                 return
-            logger.warning(
-                "job retry %s code=%s delay=%.1fs", log_ids, error.code, delay
-            )
-            return
-        if queue.fail(lease, error.code, error.message):
-            logger.info("job failed %s code=%s", log_ids, error.code)
-        else:
-            logger.info("job lost its lease %s; failure not recorded", log_ids)
+            if claimed and self._has_free_slot():
+                continue
+            self.wake.wait(self._wait_seconds(listening))
+            self.wake.clear()
 
-    def _give_up(self, lease: Lease, log_ids: str) -> None:
-        message = "The worker running this job stopped too many times."
-        queue.fail(lease, "worker_lost", message)
-        logger.warning("job failed %s code=worker_lost", log_ids)
+    def _finished(self, claimed: int, watch: "monitor.Watch") -> bool:
+        if self.stopping.is_set():
+            if not self.in_flight:
+                return True
+            if watch.grace_over(self.grace_seconds):
+                self.stop_now.set()
+            return False
+        return self.burst and not claimed and not self.in_flight
+
+    def _wait_seconds(self, listening: bool) -> float:
+        if self.in_flight:
+            return settings.WORKER_CANCEL_CHECK_SECONDS
+        if self.burst:
+            return min(self.poll_seconds, 0.2)
+        return settings.WORKER_IDLE_POLL_SECONDS if listening else self.poll_seconds
+
+    def _has_free_slot(self) -> bool:
+        return any(self._free_slots(queue) for queue in self.queues)
+
+    def _free_slots(self, queue: str) -> int:
+        with self.lock:
+            busy = sum(1 for entry in self.in_flight.values() if entry[0] == queue)
+        return self.concurrency - busy
+
+    def _fill_slots(self) -> int:
+        claimed = 0
+        for queue in self.queues:
+            free = self._free_slots(queue)
+            if free <= 0:
+                continue
+            for job in self.gate.run(claim_batch, self.worker_id, queue, free):
+                self._start(queue, job)
+                claimed += 1
+        return claimed
+
+    def _start(self, queue: str, job: Job) -> None:
+        context = self.runner.context_for(job, monitored=True)
+        with self.lock:
+            self.in_flight[job.pk] = (queue, context)
+        thread = threading.Thread(
+            target=self._run_job, args=(job, context), name=f"job-{job.pk}", daemon=True
+        )
+        thread.start()
+
+    def _run_job(self, job: Job, context: WorkerJobContext) -> None:
+        try:
+            self.runner.run(job, context)
+        finally:
+            with self.lock:
+                self.in_flight.pop(job.pk, None)
+            self.wake.set()
+
+    def contexts(self) -> list[WorkerJobContext]:
+        with self.lock:
+            return [context for _, context in self.in_flight.values()]
+
+    def _shut_down(self) -> None:
+        # Jobs told to stop hand themselves back at their next check; a forced
+        # stop does not wait for them.
+        deadline = time.monotonic() + (0 if self.forced else HAND_BACK_SECONDS)
+        while self.in_flight and time.monotonic() < deadline:
+            time.sleep(0.05)
+        leases = [context.lease for context in self.contexts()]
+        if leases:
+            self.gate.run(monitor.hand_back_all, leases)
+        for lease in leases:
+            logger.info("job handed back job=%s worker=%s", lease.job_id, self.worker_id)
+        self.gate.run(monitor.unregister, self)

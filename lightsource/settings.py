@@ -179,6 +179,19 @@ CURRENCY = env_str("CURRENCY", "CNY")
 
 # Worker timings. Tests shorten them; production keeps vendor-sized values.
 WORKER_POLL_SECONDS = env_float("WORKER_POLL_SECONDS", 1.0)
+# With LISTEN/NOTIFY on PostgreSQL, an idle worker looks this rarely.
+WORKER_IDLE_POLL_SECONDS = env_float("WORKER_IDLE_POLL_SECONDS", 5.0)
+# Jobs in flight per queue in one process: threads waiting on vendors.
+WORKER_CONCURRENCY = env_int("WORKER_CONCURRENCY", 32, minimum=1)
+# Threads, and so database connections, that do every query of a worker.
+WORKER_DB_THREADS = env_int("WORKER_DB_THREADS", 2, minimum=1)
+WORKER_HEARTBEAT_SECONDS = env_float("WORKER_HEARTBEAT_SECONDS", 10.0)
+WORKER_CANCEL_CHECK_SECONDS = env_float("WORKER_CANCEL_CHECK_SECONDS", 0.5)
+WORKER_GRACE_SECONDS = env_float("WORKER_GRACE_SECONDS", 30.0)
+# Jobs one user, or one provider account, may have running at once across all
+# workers; 0 means no limit.
+USER_MAX_IN_FLIGHT = env_int("USER_MAX_IN_FLIGHT", 10, minimum=0)
+PROVIDER_MAX_IN_FLIGHT = env_int("PROVIDER_MAX_IN_FLIGHT", 0, minimum=0)
 WORKER_LEASE_SECONDS = env_int("WORKER_LEASE_SECONDS", 60, minimum=1)
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3, minimum=1)
 RETRY_BASE_SECONDS = env_float("RETRY_BASE_SECONDS", 5.0)

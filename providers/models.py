@@ -27,6 +27,12 @@ class Provider(models.Model):
     )
     api_key = models.CharField(max_length=512, blank=True)
     enabled = models.BooleanField(default=False)
+    max_in_flight = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Jobs of this account running at once across all workers; "
+        "blank uses PROVIDER_MAX_IN_FLIGHT.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

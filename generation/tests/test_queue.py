@@ -9,7 +9,7 @@ from django.utils import timezone
 from assets.models import Asset
 from billing.models import Hold, LedgerEntry, Wallet
 from billing.services import topup
-from generation import queue
+from generation import claims, queue
 from generation.models import Job
 from generation.queue import Lease, LeaseLost
 from generation.services import cancel_job, submit_job
@@ -62,7 +62,7 @@ def worker() -> Worker:
 
 def run_next(worker: Worker) -> Job:
     """Claim the next due job with `worker`, run it, and return it reloaded."""
-    claimed = queue.claim_next(worker.worker_id)
+    claimed = claims.claim_next(worker.worker_id)
     assert claimed is not None, "no job was due"
     worker.run_one(claimed)
     return Job.objects.get(pk=claimed.pk)
@@ -99,11 +99,11 @@ def rendered_image(request, context) -> list:
 
 
 def test_claim_next_empty_queue_returns_none():
-    assert queue.claim_next("worker-a") is None
+    assert claims.claim_next("worker-a") is None
 
 
 def test_claim_next_takes_due_job(job):
-    claimed = queue.claim_next("worker-a")
+    claimed = claims.claim_next("worker-a")
 
     assert claimed.pk == job.pk
     assert claimed.status == Job.Status.RUNNING
@@ -116,21 +116,21 @@ def test_claim_next_skips_future_run_after(job):
     later = timezone.now() + timedelta(hours=1)
     Job.objects.filter(pk=job.pk).update(run_after=later)
 
-    assert queue.claim_next("worker-a") is None
+    assert claims.claim_next("worker-a") is None
     assert Job.objects.get(pk=job.pk).status == Job.Status.QUEUED
 
 
 def test_claim_next_skips_live_lease(job):
-    queue.claim_next("worker-a")
+    claims.claim_next("worker-a")
 
-    assert queue.claim_next("worker-b") is None
+    assert claims.claim_next("worker-b") is None
 
 
 def test_claim_next_reclaims_expired_lease(job):
-    queue.claim_next("worker-a")
+    claims.claim_next("worker-a")
     expire_lease(job)
 
-    claimed = queue.claim_next("worker-b")
+    claimed = claims.claim_next("worker-b")
 
     assert claimed.pk == job.pk
     assert claimed.status == Job.Status.RUNNING
@@ -141,9 +141,9 @@ def test_claim_next_reclaims_expired_lease(job):
 @pytest.fixture
 def stolen_lease(job) -> Lease:
     """Return worker A's lease on `job` after worker B took over the expired lease."""
-    first = queue.claim_next("worker-a")
+    first = claims.claim_next("worker-a")
     expire_lease(job)
-    queue.claim_next("worker-b")
+    claims.claim_next("worker-b")
     return lease_of(first)
 
 
@@ -257,7 +257,7 @@ def test_retryable_error_requeues_job(job, worker, use_adapter):
     assert reloaded.run_after >= before + timedelta(seconds=30)
     assert reloaded.locked_by == ""
     assert hold_status(job) == Hold.Status.HELD
-    assert queue.claim_next(worker.worker_id) is None
+    assert claims.claim_next(worker.worker_id) is None
 
 
 def test_retryable_error_fails_after_max_attempts(job, worker, use_adapter):
@@ -348,7 +348,7 @@ def test_second_stop_request_hands_job_back(job, worker, use_adapter):
     assert reloaded.locked_until is None
     assert not Asset.objects.filter(source_job=job).exists()
     assert hold_status(job) == Hold.Status.HELD
-    assert queue.claim_next("worker-b").attempts == 1
+    assert claims.claim_next("worker-b").attempts == 1
 
 
 # Worker.run closes stale connections, which would end a test's transaction.

@@ -110,7 +110,7 @@ def queued_jobs(catalog, owner) -> list[Job]:
 
 def run_burst_workers(start_worker, count: int) -> list[str]:
     """Run `count` burst workers side by side and return the log of each."""
-    workers = [start_worker("--burst") for _ in range(count)]
+    workers = [start_worker("--burst", "--concurrency", "4") for _ in range(count)]
     for worker in workers:
         assert worker.wait(timeout=120) == 0, worker.log()
     return [worker.log() for worker in workers]

@@ -648,9 +648,11 @@ def sampled_run(client, action=None) -> tuple[dict, ProgressSampler]:
     return client.get(f"/api/jobs/{response.data['id']}").data, sampler
 
 
+# Progress writes are coalesced to one a second, so the fake paces its events
+# a little slower than that and every value reaches the job.
 @job_path
 def test_progress_written_to_job(owner_client, gateway_models) -> None:
-    with FakeSora2("video_ok", pause=0.6) as fake:
+    with FakeSora2("video_ok", pause=1.1) as fake:
         gateway_models(fake)
         job, sampler = sampled_run(owner_client)
 

@@ -1,0 +1,65 @@
+"""Run every database call of a worker on a few threads, so connections stay few.
+
+Django opens one connection per thread. A worker with 200 jobs in flight has 200
+job threads, so job threads never touch the ORM themselves: they hand each
+database call to the gate and wait for its result.
+"""
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from django.db import close_old_connections, connection
+
+T = TypeVar("T")
+
+# How often a gate thread lets Django drop a connection that is too old or broken.
+STALE_CHECK_SECONDS = 30.0
+
+
+class DatabaseGate:
+    """Runs callables on `threads` dedicated threads; 0 runs them in the caller."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self._calls: queue.SimpleQueue = queue.SimpleQueue()
+        self._workers = [
+            threading.Thread(target=self._serve, name=f"db-{i}", daemon=True)
+            for i in range(threads)
+        ]
+        for worker in self._workers:
+            worker.start()
+
+    def run(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Call `function` on a gate thread and return its result or raise its error."""
+        if not self.threads:
+            return function(*args, **kwargs)
+
+        future: Future = Future()
+        self._calls.put((future, function, args, kwargs))
+        return future.result()
+
+    def close(self) -> None:
+        """Close the gate threads' connections and stop them."""
+        for _ in self._workers:
+            self._calls.put(None)
+        for worker in self._workers:
+            worker.join(timeout=5)
+
+    def _serve(self) -> None:
+        checked_at = time.monotonic()
+        while (call := self._calls.get()) is not None:
+            if time.monotonic() - checked_at > STALE_CHECK_SECONDS:
+                close_old_connections()
+                checked_at = time.monotonic()
+            future, function, args, kwargs = call
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(function(*args, **kwargs))
+            except BaseException as error:
+                future.set_exception(error)
+        connection.close()

@@ -1,0 +1,127 @@
+"""Run one claimed job: adapter, ingest, and the checked writes that end it."""
+
+import logging
+import threading
+
+from assets.media import InvalidMedia
+from assets.services import PreparedMedia, load_reference, prepare_media, record_asset
+from generation import queue
+from generation.context import WorkerJobContext, WorkerStopping
+from generation.dbgate import DatabaseGate
+from generation.models import Job
+from generation.queue import Lease, LeaseLost
+from providers.adapters.base import GenerationRequest, ResultFile
+from providers.errors import ProviderError
+from providers.registry import get_adapter
+
+logger = logging.getLogger(__name__)
+
+
+class JobRunner:
+    """Runs claimed jobs of one worker; every database call goes through `gate`."""
+
+    def __init__(
+        self, worker_id: str, gate: DatabaseGate, stop_now: threading.Event
+    ) -> None:
+        self.worker_id = worker_id
+        self.gate = gate
+        self.stop_now = stop_now
+
+    def context_for(self, job: Job, monitored: bool) -> WorkerJobContext:
+        lease = Lease(job.pk, job.attempts, self.worker_id)
+        return WorkerJobContext(lease, self.gate, self.stop_now, monitored)
+
+    def run(self, job: Job, context: WorkerJobContext) -> None:
+        lease = context.lease
+        log_ids = f"job={job.pk} provider={job.provider.name} attempt={job.attempts}"
+        logger.info("job claimed %s worker=%s", log_ids, self.worker_id)
+        if job.attempts > job.max_attempts:
+            self._give_up(lease, log_ids)
+            return
+
+        try:
+            self._generate_and_store(job, context)
+        except LeaseLost:
+            logger.info("job lost its lease %s; dropped its result", log_ids)
+        except WorkerStopping:
+            self.gate.run(queue.hand_back, lease)
+            logger.info("job handed back %s worker=%s", log_ids, self.worker_id)
+        except ProviderError as error:
+            self._record_failure(job, lease, error, log_ids)
+        except Exception:
+            logger.exception("job crashed %s", log_ids)
+            message = "The generation failed unexpectedly."
+            self.gate.run(queue.fail, lease, "provider_error", message)
+
+    def _generate_and_store(self, job: Job, context: WorkerJobContext) -> None:
+        adapter = get_adapter(job.provider.kind)
+        request = self._request_for(job)
+        files = adapter.generate(request, context)
+        if not files:
+            raise ProviderError("result_invalid", "The provider returned no result.")
+
+        prepared = [self._prepare(file) for file in files]
+        stored = self.gate.run(
+            queue.complete, context.lease, lambda: self._record(job, prepared)
+        )
+        if not stored:
+            raise LeaseLost(str(job.pk))
+        logger.info("job completed job=%s files=%d", job.pk, len(prepared))
+
+    def _prepare(self, file: ResultFile) -> PreparedMedia:
+        try:
+            return prepare_media(file.content, file.mime_type)
+        except InvalidMedia as error:
+            raise ProviderError("result_invalid", str(error)) from error
+
+    def _record(self, job: Job, prepared: list[PreparedMedia]) -> None:
+        for media in prepared:
+            record_asset(
+                job.owner,
+                media,
+                source_job=job,
+                model_name=job.model.name,
+                prompt=job.prompt,
+                params=job.params,
+            )
+
+    def _request_for(self, job: Job) -> GenerationRequest:
+        return GenerationRequest(
+            job_id=str(job.pk),
+            kind=job.model.kind,
+            remote_model=job.remote_model,
+            prompt=job.prompt,
+            params=job.params,
+            base_url=job.provider.base_url,
+            api_key=job.provider.resolve_api_key(),
+            provider_name=job.provider.name,
+            limits=job.model.limits(),
+            remote_task_id=job.remote_task_id,
+            reference=self.gate.run(load_reference, job),
+        )
+
+    def _record_failure(
+        self, job: Job, lease: Lease, error: ProviderError, log_ids: str
+    ) -> None:
+        if error.retryable and lease.attempt < job.max_attempts:
+            self._retry(lease, error, log_ids)
+            return
+        if self.gate.run(queue.fail, lease, error.code, error.message):
+            logger.info("job failed %s code=%s", log_ids, error.code)
+        else:
+            logger.info("job lost its lease %s; failure not recorded", log_ids)
+
+    def _retry(self, lease: Lease, error: ProviderError, log_ids: str) -> None:
+        try:
+            delay = self.gate.run(
+                queue.retry_later, lease, error.code, error.message, error.retry_after
+            )
+        except LeaseLost:
+            logger.info("job lost its lease %s; not retried", log_ids)
+            return
+        logger.warning("job retry %s code=%s delay=%.1fs", log_ids, error.code, delay)
+
+    def _give_up(self, lease: Lease, log_ids: str) -> None:
+        message = "The worker running this job stopped too many times."
+        self.gate.run(queue.fail, lease, "worker_lost", message)
+        logger.warning("job failed %s code=worker_lost", log_ids)
