@@ -196,5 +196,7 @@ class Worker:
         if leases:
             self.gate.run(monitor.hand_back_all, leases)
         for lease in leases:
-            logger.info("job handed back job=%s worker=%s", lease.job_id, self.worker_id)
+            logger.info(
+                "job handed back job=%s worker=%s", lease.job_id, self.worker_id
+            )
         self.gate.run(monitor.unregister, self)
