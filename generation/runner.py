@@ -57,7 +57,7 @@ class JobRunner:
         adapter = get_adapter(job.provider.kind)
         request = self._request_for(job)
         files = adapter.generate(request, context)
-        if not files:
+        if not files and not getattr(adapter, "empty_result_ok", False):
             raise ProviderError("result_invalid", "The provider returned no result.")
 
         prepared = [self._prepare(file) for file in files]

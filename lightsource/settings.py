@@ -185,14 +185,16 @@ WORKER_IDLE_POLL_SECONDS = env_float("WORKER_IDLE_POLL_SECONDS", 5.0)
 WORKER_CONCURRENCY = env_int("WORKER_CONCURRENCY", 32, minimum=1)
 # Threads, and so database connections, that do every query of a worker.
 WORKER_DB_THREADS = env_int("WORKER_DB_THREADS", 2, minimum=1)
-WORKER_HEARTBEAT_SECONDS = env_float("WORKER_HEARTBEAT_SECONDS", 10.0)
+WORKER_HEARTBEAT_SECONDS = env_float("WORKER_HEARTBEAT_SECONDS", 5.0)
 WORKER_CANCEL_CHECK_SECONDS = env_float("WORKER_CANCEL_CHECK_SECONDS", 0.5)
 WORKER_GRACE_SECONDS = env_float("WORKER_GRACE_SECONDS", 30.0)
 # Jobs one user, or one provider account, may have running at once across all
 # workers; 0 means no limit.
 USER_MAX_IN_FLIGHT = env_int("USER_MAX_IN_FLIGHT", 10, minimum=0)
 PROVIDER_MAX_IN_FLIGHT = env_int("PROVIDER_MAX_IN_FLIGHT", 0, minimum=0)
-WORKER_LEASE_SECONDS = env_int("WORKER_LEASE_SECONDS", 60, minimum=1)
+# A killed worker's jobs run again elsewhere once their lease expires; live
+# workers renew leases every third of this.
+WORKER_LEASE_SECONDS = env_int("WORKER_LEASE_SECONDS", 20, minimum=1)
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3, minimum=1)
 RETRY_BASE_SECONDS = env_float("RETRY_BASE_SECONDS", 5.0)
 RETRY_MAX_SECONDS = env_float("RETRY_MAX_SECONDS", 300.0)
@@ -208,6 +210,10 @@ OPENAI_IMAGES_TIMEOUT = env_float("OPENAI_IMAGES_TIMEOUT", 600.0)
 DOWNLOAD_CONNECT_TIMEOUT = env_float("DOWNLOAD_CONNECT_TIMEOUT", 10.0)
 DOWNLOAD_READ_TIMEOUT = env_float("DOWNLOAD_READ_TIMEOUT", 60.0)
 MAX_REFERENCE_BYTES = env_int("MAX_REFERENCE_BYTES", 20 * 1024 * 1024, minimum=1)
+# Adapters added by deployment, as "kind=dotted.path,...", e.g. for benchmarks.
+EXTRA_ADAPTERS = dict(
+    item.split("=", 1) for item in env_list("EXTRA_ADAPTERS", []) if "=" in item
+)
 # Extra seconds the offline renderer spends per job, so demos show progress.
 LOCAL_RENDER_DELAY_SECONDS = env_float("LOCAL_RENDER_DELAY_SECONDS", 3.0)
 

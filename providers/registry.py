@@ -1,5 +1,6 @@
 """Adapters by provider kind."""
 
+from django.conf import settings
 from django.utils.module_loading import import_string
 
 from providers.adapters.base import Adapter
@@ -19,7 +20,7 @@ class UnknownProviderKind(LookupError):
 
 def get_adapter(kind: str) -> Adapter:
     try:
-        path = ADAPTERS[kind]
+        path = ADAPTERS.get(kind) or settings.EXTRA_ADAPTERS[kind]
     except KeyError:
         raise UnknownProviderKind(f"No adapter for provider kind {kind!r}.") from None
     return import_string(path)()
