@@ -3,6 +3,7 @@ from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, render
 
 from assets.models import Asset
+from providers.models import ModelSpec
 
 PAGE_SIZE = 48
 
@@ -17,4 +18,13 @@ def library(request):
 @login_required
 def asset_detail(request, pk):
     asset = get_object_or_404(Asset.objects.visible_to(request.user), pk=pk)
-    return render(request, "assets/detail.html", {"asset": asset})
+    context = {"asset": asset, "reference_model": _reference_model()}
+    return render(request, "assets/detail.html", context)
+
+
+def _reference_model() -> ModelSpec | None:
+    """Return the first available model that takes a reference image, if any."""
+    for model in ModelSpec.objects.available():
+        if "reference_asset" in model.supports:
+            return model
+    return None

@@ -1,9 +1,10 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from accounts import api as accounts_api
 from assets import api as assets_api
 from generation import api as generation_api
-from lightsource.views import health
+from lightsource.views import api_not_found, health
+from providers import api as providers_api
 
 app_name = "api"
 
@@ -21,5 +22,7 @@ urlpatterns = [
     ),
     path("assets", assets_api.AssetListView.as_view(), name="assets"),
     path("assets/<uuid:pk>", assets_api.AssetDetailView.as_view(), name="asset"),
+    path("models", providers_api.ModelSpecListView.as_view(), name="models"),
     path("health", health, name="health"),
+    re_path(r"^.*$", api_not_found),
 ]

@@ -15,3 +15,8 @@ def health(request: HttpRequest) -> JsonResponse:
 
 def rate_limited(request: HttpRequest, exception: Exception) -> HttpResponse:
     return render(request, "rate_limited.html", status=429)
+
+
+def api_not_found(request: HttpRequest) -> JsonResponse:
+    """Answer unknown /api paths in the API's error shape instead of an HTML page."""
+    return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)

@@ -7,6 +7,7 @@ from pytest_django.asserts import assertContains, assertNotContains
 from assets.models import Asset
 from generation.services import submit_job
 from generation.worker import Worker
+from providers.models import ModelSpec
 
 # Worker.run() calls close_old_connections(), which drops the connection inside
 # a test transaction, so tests that run the worker commit for real.
@@ -227,3 +228,17 @@ def test_staff_fetches_media(staff_page, image):
     response = staff_page.get(f"/media/assets/{image.pk}/thumbnail")
 
     assert response.status_code == 200
+
+
+def test_asset_page_hides_reference_without_model(owner_page, image):
+    response = owner_page.get(f"/library/{image.pk}")
+
+    assertNotContains(response, "Use as reference")
+
+
+def test_asset_page_links_reference_model(owner_page, image):
+    ModelSpec.objects.filter(name="local-image").update(supports=["reference_asset"])
+
+    response = owner_page.get(f"/library/{image.pk}")
+
+    assertContains(response, f"?model=local-image&reference_asset={image.pk}")
