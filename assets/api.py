@@ -1,5 +1,4 @@
 from django.http import Http404
-from django.shortcuts import get_object_or_404
 from rest_framework import generics, permissions, status
 from rest_framework.exceptions import ErrorDetail, ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -55,10 +54,9 @@ class AssetMediaView(APIView):
     def get(self, request, pk, variant: str):
         if variant not in ("file", "thumbnail"):
             raise Http404
-        asset = get_object_or_404(
-            Asset.objects.select_related("blob", "thumbnail"), pk=pk
-        )
-        if not self._allowed(request, asset, variant):
+        # One answer for "no such asset" and "not yours", so ids cannot be probed.
+        asset = Asset.objects.select_related("blob", "thumbnail").filter(pk=pk).first()
+        if asset is None or not self._allowed(request, asset, variant):
             raise Http404
 
         blob = asset.blob if variant == "file" else asset.thumbnail

@@ -4,7 +4,8 @@ import re
 
 from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 
-RANGE_PATTERN = re.compile(r"^bytes=(\d*)-(\d*)$")
+# 18 digits cover any file size and keep int() far from its 4300-digit limit.
+RANGE_PATTERN = re.compile(r"^bytes=(\d{0,18})-(\d{0,18})$")
 CHUNK_BYTES = 64 * 1024
 
 

@@ -56,6 +56,12 @@ def report_progress(lease: Lease, progress: int) -> None:
         raise LeaseLost(str(lease.job_id))
 
 
+def extend_lease(lease: Lease) -> bool:
+    """Push the lease deadline forward; return False when the job is no longer ours."""
+    now = timezone.now()
+    return bool(lease.jobs().update(locked_until=lease_deadline(), updated_at=now))
+
+
 def save_task_id(lease: Lease, task_id: str) -> None:
     """Store the vendor's task id so a later attempt resumes it. Raises LeaseLost."""
     updated = lease.jobs().update(remote_task_id=task_id, updated_at=timezone.now())

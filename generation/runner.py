@@ -3,6 +3,9 @@
 import logging
 import threading
 
+from django.conf import settings
+from django.db import connection
+
 from assets.media import InvalidMedia
 from assets.services import PreparedMedia, load_reference, prepare_media, record_asset
 from generation import queue
@@ -15,6 +18,45 @@ from providers.errors import ProviderError
 from providers.registry import get_adapter
 
 logger = logging.getLogger(__name__)
+
+
+class LeaseKeeper:
+    """Extend an unmonitored job's lease from a thread while its adapter blocks.
+
+    A worker with --concurrency 1 runs the job in its control thread, so no
+    monitor renews the lease while a vendor reply or a result download takes
+    longer than WORKER_LEASE_SECONDS; another worker would then claim the job
+    and submit it to the vendor again.
+    """
+
+    def __init__(self, lease: Lease, active: bool = True) -> None:
+        self.lease = lease
+        self.active = active
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(
+            target=self._run, name=f"lease-{lease.job_id}", daemon=True
+        )
+
+    def __enter__(self) -> "LeaseKeeper":
+        if self.active:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stopped.set()
+        if self.active:
+            self.thread.join()
+
+    def _run(self) -> None:
+        interval = settings.WORKER_LEASE_SECONDS / 3
+        try:
+            while not self.stopped.wait(interval):
+                if not queue.extend_lease(self.lease):
+                    return
+        except Exception:
+            logger.exception("lease renewal failed job=%s", self.lease.job_id)
+        finally:
+            connection.close()
 
 
 class JobRunner:
@@ -56,11 +98,13 @@ class JobRunner:
     def _generate_and_store(self, job: Job, context: WorkerJobContext) -> None:
         adapter = get_adapter(job.provider.kind)
         request = self._request_for(job)
-        files = adapter.generate(request, context)
-        if not files and not getattr(adapter, "empty_result_ok", False):
-            raise ProviderError("result_invalid", "The provider returned no result.")
-
-        prepared = [self._prepare(file) for file in files]
+        with LeaseKeeper(context.lease, active=not context.monitored):
+            files = adapter.generate(request, context)
+            if not files and not getattr(adapter, "empty_result_ok", False):
+                raise ProviderError(
+                    "result_invalid", "The provider returned no result."
+                )
+            prepared = [self._prepare(file) for file in files]
         stored = self.gate.run(
             queue.complete, context.lease, lambda: self._record(job, prepared)
         )

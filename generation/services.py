@@ -32,7 +32,9 @@ def submit_job(
         if job := existing.first():
             return job, False
 
-    model, prompt, params = clean_submission(user, model_name, prompt, params or {})
+    model, prompt, params = clean_submission(
+        user, model_name, prompt, {} if params is None else params
+    )
     try:
         job = _create_job(user, model, prompt, params, idempotency_key)
     except IntegrityError:

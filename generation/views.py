@@ -12,6 +12,7 @@ from generation.api import jobs_for
 from generation.forms import GenerateForm
 from generation.services import CannotCancel, cancel_job, submit_job
 from generation.validation import InvalidSubmission
+from lightsource.api import rate_limited_page
 from providers.models import ModelSpec
 
 RECENT_JOBS = 12
@@ -19,6 +20,7 @@ RECENT_JOBS = 12
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@rate_limited_page("jobs-submit")
 def generator(request):
     models = list(ModelSpec.objects.available().select_related("provider"))
     form = GenerateForm(

@@ -6,7 +6,7 @@ from django.http import Http404, HttpRequest
 from django.utils.decorators import method_decorator
 from django_ratelimit.decorators import ratelimit
 from django_ratelimit.exceptions import Ratelimited
-from rest_framework import exceptions
+from rest_framework import exceptions, parsers
 from rest_framework.views import exception_handler as drf_exception_handler
 
 
@@ -32,6 +32,18 @@ def exception_handler(exc, context):
         if isinstance(detail, dict) and "message" in detail:
             response.data = {"detail": detail["message"], "code": detail["code"]}
     return response
+
+
+class JSONParser(parsers.JSONParser):
+    """DRF's JSON parser, answering 400 for JSON nested too deeply for json.loads."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise exceptions.ParseError(
+                "JSON parse error - the document is nested too deeply."
+            ) from None
 
 
 class ApiError(exceptions.APIException):
@@ -65,5 +77,29 @@ def rate_limited(group: str, key: str = "user_or_ip"):
 
     def decorate(method):
         return method_decorator(per_minute)(method_decorator(burst)(method))
+
+    return decorate
+
+
+def rate_limited_page(group: str, key: str = "user_or_ip"):
+    """Limit the POSTs of a page view with the counters of the API's `group`.
+
+    The log-in and sign-up forms and the generator page then share one budget
+    with their API endpoints. Blocked requests get the 429 page through
+    django_ratelimit's middleware.
+    """
+    per_minute = ratelimit(
+        group=f"{group}:minute",
+        key=key,
+        rate=per_minute_rate,
+        method="POST",
+        block=True,
+    )
+    burst = ratelimit(
+        group=f"{group}:burst", key=key, rate=burst_rate, method="POST", block=True
+    )
+
+    def decorate(view):
+        return per_minute(burst(view))
 
     return decorate

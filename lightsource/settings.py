@@ -48,6 +48,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Renders RATELIMIT_VIEW for page views that a rate limit blocked.
+    "django_ratelimit.middleware.RatelimitMiddleware",
 ]
 
 ROOT_URLCONF = "lightsource.urls"
@@ -158,6 +160,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": [
+        "lightsource.api.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "lightsource.api.exception_handler",
@@ -179,7 +186,8 @@ CURRENCY = env_str("CURRENCY", "CNY")
 
 # Worker timings. Tests shorten them; production keeps vendor-sized values.
 WORKER_POLL_SECONDS = env_float("WORKER_POLL_SECONDS", 1.0)
-# With LISTEN/NOTIFY on PostgreSQL, an idle worker looks this rarely.
+# With LISTEN/NOTIFY on PostgreSQL, an idle worker looks this rarely, but at
+# least once per WORKER_HEARTBEAT_SECONDS, when it writes its heartbeat.
 WORKER_IDLE_POLL_SECONDS = env_float("WORKER_IDLE_POLL_SECONDS", 5.0)
 # Jobs in flight per queue in one process: threads waiting on vendors.
 WORKER_CONCURRENCY = env_int("WORKER_CONCURRENCY", 32, minimum=1)

@@ -12,9 +12,9 @@ import time
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
+from urllib3.util import parse_url
 
 from providers.adapters.base import GenerationRequest, JobContext, VendorCall
 from providers.errors import ProviderError
@@ -87,12 +87,15 @@ class VendorClient:
         headers: dict | None = None,
         stream: bool = False,
         read_timeout: float | None = None,
+        redirect: bool = False,
     ) -> requests.Response:
         """Send `method` to base_url + `path` with the bearer key and record the call.
 
         Returns a response with a 2xx status. Raises ProviderError for connection
         failures, timeouts and non-2xx statuses, classified by classify_status.
         With stream=True the body is left unread and the caller must close it.
+        Redirects are never followed. With redirect=True a 3xx reply is returned
+        for the caller to follow through the guarded downloader; otherwise it fails.
         """
         method = method.upper()
         url = self._url(path)
@@ -116,6 +119,7 @@ class VendorClient:
                 headers=headers,
                 stream=stream,
                 timeout=timeout,
+                allow_redirects=False,
             )
         except requests.RequestException as exc:
             error = transport_error(method, exc)
@@ -124,7 +128,7 @@ class VendorClient:
             raise error from exc
 
         call.status = response.status_code
-        if 200 <= response.status_code < 300:
+        if 200 <= response.status_code < 300 or (redirect and response.is_redirect):
             excerpt = self._response_excerpt(response, stream)
             self._finish(call, started, response_excerpt=excerpt)
             return response
@@ -154,8 +158,10 @@ class VendorClient:
         stream: bool,
     ) -> ProviderError:
         body = _read_error_body(response) if stream else _decode(response.content)
+        # Redact before classifying, which shortens the vendor's message: a key
+        # across that cut would otherwise leave its first characters behind.
+        body = redact(body, self.secrets)
         error = classify_status(response.status_code, body, response.headers)
-        error.message = redact(error.message, self.secrets)
         self._finish(
             call,
             started,
@@ -449,7 +455,12 @@ def _shorten(text: str) -> str:
 
 
 def _hostname(url: str) -> str:
-    return (urlsplit(url).hostname or "").lower()
+    # urllib3 parses the URL that requests connects to; urllib.parse reads some
+    # links (with a backslash before "@", for one) as naming another host.
+    try:
+        return (parse_url(url).host or "").lower()
+    except ValueError:
+        return ""
 
 
 def _decode(content: bytes) -> str:

@@ -152,6 +152,11 @@ def _result_file(
 
 
 def _decode_base64(payload: Any) -> bytes:
+    limit = settings.MAX_RESULT_BYTES
+    if len(str(payload)) // 4 * 3 > limit:
+        raise ProviderError(
+            "result_invalid", f"The image is larger than the {limit}-byte limit."
+        )
     try:
         return base64.b64decode(str(payload), validate=True)
     except (binascii.Error, ValueError) as error:

@@ -11,7 +11,7 @@ import re
 import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
-from urllib.parse import quote
+from urllib.parse import quote, urljoin
 
 import requests
 from django.conf import settings
@@ -24,6 +24,7 @@ from providers.adapters.base import (
     ResultFile,
 )
 from providers.adapters.openai_images import read_json, reference_upload
+from providers.download import download_for_job
 from providers.errors import ProviderError
 from providers.http import POLICY_WORDS, VendorClient
 
@@ -161,6 +162,7 @@ class VideoTask:
                 f"{self._path()}/content?variant=video",
                 stream=True,
                 read_timeout=settings.DOWNLOAD_READ_TIMEOUT,
+                redirect=True,
             )
         except ProviderError as error:
             # Retrying resumes the finished task, so it cannot pay twice.
@@ -170,6 +172,11 @@ class VideoTask:
                 "result_download_failed",
                 f"Downloading the finished video failed: {error.message}",
             ) from error
+        if response.is_redirect:
+            # The bearer key stays home, and the target passes the address guard.
+            location = urljoin(response.url, response.headers["Location"])
+            response.close()
+            return download_for_job(location, self.request, self.context).content
         with response:
             return read_limited(response, settings.MAX_RESULT_BYTES)
 

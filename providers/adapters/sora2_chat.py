@@ -30,7 +30,7 @@ from providers.adapters.base import (
 )
 from providers.download import download_for_job
 from providers.errors import ProviderError
-from providers.http import VendorClient, redact_url, vendor_message
+from providers.http import VendorClient, redact, redact_url, vendor_message
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +193,12 @@ class StreamReader:
         try:
             self._consume()
             urls = result_urls(self.state)
+        except ProviderError as error:
+            # Error events and refusals quote the gateway, which may echo the key.
+            secrets = [self.request.api_key] if self.request.api_key else []
+            error.message = redact(error.message, secrets)
+            self._record(error)
+            raise
         except BaseException as error:
             self._record(error)
             raise
