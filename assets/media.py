@@ -65,18 +65,32 @@ class MediaInfo:
     extension: str  # with the leading dot, for example ".png"
 
 
-def probe(content: bytes, declared_mime: str | None = None) -> MediaInfo:
+def probe(
+    content: bytes,
+    declared_mime: str | None = None,
+    kinds: tuple[str, ...] = ("image", "video"),
+) -> MediaInfo:
     """Decode `content` and describe it, or raise InvalidMedia.
 
     The type comes from the bytes alone. `declared_mime` only decides whether to try
-    the video decoder first, which saves a failed image parse for videos.
+    the video decoder first, which saves a failed image parse for videos. Only the
+    decoders of `kinds` run, so an image upload never reaches FFmpeg.
     """
     if not content:
         raise InvalidMedia("The file is empty.")
-    if declared_mime and declared_mime.startswith("video/"):
-        info = _probe_video(content) or _probe_image(content)
-    else:
-        info = _probe_image(content) or _probe_video(content)
+    probers = {"image": _probe_image, "video": _probe_video}
+    order = (
+        ["video", "image"]
+        if (declared_mime or "").startswith("video/")
+        else [
+            "image",
+            "video",
+        ]
+    )
+    info = None
+    for kind in order:
+        if kind in kinds and info is None:
+            info = probers[kind](content)
     if info is None:
         raise InvalidMedia(f"The file is not a supported {SUPPORTED_TYPES} file.")
     return info

@@ -64,12 +64,16 @@ def store_blob(content: bytes, mime_type: str, extension: str) -> Blob:
     return record_blob(write_file(content, mime_type, extension))
 
 
-def prepare_file(content: bytes, declared_mime: str | None = None):
-    """Decode `content` and build its preview. Raises InvalidMedia.
+def prepare_file(
+    content: bytes,
+    declared_mime: str | None = None,
+    kinds: tuple[str, ...] = ("image", "video"),
+):
+    """Decode `content` as one of `kinds` and build its preview. Raises InvalidMedia.
 
     Runs before any transaction, so slow decoding holds no lock.
     """
-    info = probe(content, declared_mime)
+    info = probe(content, declared_mime, kinds)
     make_preview = make_thumbnail if info.kind == "image" else make_poster
     return info, make_preview(content)
 
@@ -156,9 +160,10 @@ def upload_image(owner, uploaded) -> Asset:
         raise InvalidMedia(f"The file is larger than {limit // (1024 * 1024)} MiB.")
 
     content = uploaded.read()
-    info, preview = prepare_file(content, getattr(uploaded, "content_type", None))
-    if info.kind != "image":
-        raise InvalidMedia("Upload an image (PNG, JPEG, WebP or GIF).")
+    try:
+        info, preview = prepare_file(content, None, kinds=("image",))
+    except InvalidMedia:
+        raise InvalidMedia("Upload an image (PNG, JPEG, WebP or GIF).") from None
     asset = create_asset(owner, content, info, preview, params={"source": "upload"})
     logger.info(
         "asset uploaded asset=%s user=%s bytes=%d", asset.pk, owner.pk, len(content)

@@ -21,8 +21,28 @@ class JobAdmin(admin.ModelAdmin):
     list_filter = ["status", "model__kind", "provider", "error_code"]
     search_fields = ["id", "owner__username", "prompt", "remote_task_id"]
     list_select_related = ["owner", "model"]
-    raw_id_fields = ["owner", "model", "provider"]
-    readonly_fields = ["created_at", "started_at", "finished_at", "updated_at"]
+    # Status, money and lease fields change only through the services, so a
+    # hand edit cannot leave a hold unsettled; use the cancel action instead.
+    readonly_fields = [
+        "owner",
+        "model",
+        "provider",
+        "remote_model",
+        "price",
+        "status",
+        "progress",
+        "error_code",
+        "error_message",
+        "attempts",
+        "locked_by",
+        "locked_until",
+        "remote_task_id",
+        "idempotency_key",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "updated_at",
+    ]
     actions = ["cancel_jobs"]
     inlines = []
 

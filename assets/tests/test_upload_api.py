@@ -8,6 +8,7 @@ from PIL import Image
 
 from assets.models import Asset
 from providers.models import ModelSpec
+from providers.tests.fakes.media import mp4_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -99,3 +100,16 @@ def test_upload_usable_as_reference(owner_client, catalog):
 
     assert response.status_code == 201
     assert response.json()["params"]["reference_asset"] == asset_id
+
+
+def test_upload_never_decodes_video(owner_client, monkeypatch):
+    def fail_video_probe(content):
+        raise AssertionError("an image upload reached the video decoder")
+
+    monkeypatch.setattr("assets.media._probe_video", fail_video_probe)
+    video = SimpleUploadedFile("clip.png", mp4_bytes(), content_type="image/png")
+
+    response = upload(owner_client, video)
+
+    assert response.status_code == 400
+    assert response.json()["file"][0]["message"].startswith("Upload an image")
