@@ -82,13 +82,15 @@ _SETTLEMENT_KINDS = {
 }
 
 
-@transaction.atomic
+# Settling joins the caller's transaction without a savepoint: a failure rolls
+# back the whole unit (job state and money together), and it saves round trips.
+@transaction.atomic(savepoint=False)
 def capture_hold(job) -> bool:
     """Keep the held money as the job's payment. Returns False if already settled."""
     return _settle(job, Hold.Status.CAPTURED)
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def release_hold(job) -> bool:
     """Return the held money to the balance. Returns False if already settled."""
     return _settle(job, Hold.Status.RELEASED)
@@ -105,7 +107,13 @@ def _settle(job, status: str) -> bool:
 
     hold = Hold.objects.get(job=job)
     refund = hold.amount if status == Hold.Status.RELEASED else 0
-    balance = _add_to_balance(hold.wallet_id, refund)
+    if refund:
+        balance = _add_to_balance(hold.wallet_id, refund)
+    else:
+        # A capture moves no money: the hold already took it from the balance.
+        balance = Wallet.objects.values_list("balance", flat=True).get(
+            pk=hold.wallet_id
+        )
     LedgerEntry.objects.create(
         wallet_id=hold.wallet_id,
         kind=_SETTLEMENT_KINDS[status],
