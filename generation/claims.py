@@ -1,13 +1,15 @@
 """Fair claiming: take due jobs in turns between users, within in-flight caps."""
 
 import logging
+from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, F, IntegerField, OuterRef, Subquery, Value
+from django.db.models import Count, F
 from django.db.models.expressions import Window
-from django.db.models.functions import Coalesce, RowNumber
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from generation.models import Job
@@ -28,19 +30,23 @@ class Candidate:
     provider_running: int
 
 
-def claim_batch(worker_id: str, queue: str, limit: int) -> list[Job]:
+def claim_batch(
+    worker_id: str, queue: str, limit: int, running_here: Collection = ()
+) -> list[Job]:
     """Claim up to `limit` due jobs of `queue`, taking turns between users.
 
     A user with fewer running jobs goes first, so one user's batch of hundreds
     does not starve another's few. Users and provider accounts at their cap of
-    jobs in flight are skipped.
+    jobs in flight are skipped. So are the ids in `running_here`, the jobs the
+    calling worker runs now: when one's lease expired before the worker renewed
+    it, claiming it again would run it twice in one process.
     """
     with transaction.atomic():
-        candidates = _candidates(queue, scan=limit * 4 + 16)
-        chosen = _within_caps(candidates, limit)
+        candidates = _candidates(queue, limit, running_here)
         if connection.features.has_select_for_update_skip_locked:
-            taken = _take_locked(chosen, worker_id)
+            taken = _take_locked(candidates, limit, worker_id)
         else:
+            chosen = _within_caps(candidates, limit)
             taken = [c.pk for c in chosen if _take_one(c, worker_id)]
     if not taken:
         return []
@@ -56,17 +62,28 @@ def claim_next(worker_id: str, queues: tuple[str, ...] = ("image", "video")):
     return None
 
 
-def _running_count(field: str) -> Subquery:
-    running = Job.objects.filter(
-        status=Job.Status.RUNNING,
-        locked_until__gte=timezone.now(),
-        **{field: OuterRef(field)},
+def _running_counts() -> tuple[Counter, Counter]:
+    """Count live running jobs per owner and per provider, in one small query."""
+    rows = (
+        Job.objects.filter(status=Job.Status.RUNNING, locked_until__gte=timezone.now())
+        .order_by()
+        .values_list("owner_id", "provider_id")
+        .annotate(n=Count("pk"))
     )
-    counted = running.order_by().values(field).annotate(n=Count("pk")).values("n")
-    return Coalesce(Subquery(counted[:1]), Value(0), output_field=IntegerField())
+    by_owner: Counter = Counter()
+    by_provider: Counter = Counter()
+    for owner_id, provider_id, count in rows:
+        by_owner[owner_id] += count
+        by_provider[provider_id] += count
+    return by_owner, by_provider
 
 
-def _candidates(queue: str, scan: int) -> list[Candidate]:
+def _candidates(queue: str, limit: int, skipped: Collection) -> list[Candidate]:
+    """Return due jobs in claim order: by each user's turn plus their running jobs.
+
+    Only each user's first `limit` due jobs can be among the best `limit`, so the
+    query returns no more than those.
+    """
     turn = Window(
         RowNumber(),
         partition_by=[F("owner_id")],
@@ -75,13 +92,9 @@ def _candidates(queue: str, scan: int) -> list[Candidate]:
     rows = (
         Job.objects.due()
         .filter(queue=queue)
-        .annotate(
-            user_running=_running_count("owner_id"),
-            provider_running=_running_count("provider_id"),
-            turn=turn,
-        )
-        .annotate(rank=F("user_running") + F("turn"))
-        .order_by("rank", "run_after", "created_at")
+        .exclude(pk__in=skipped)
+        .annotate(turn=turn)
+        .filter(turn__lte=limit)
         .values_list(
             "pk",
             "owner_id",
@@ -89,11 +102,21 @@ def _candidates(queue: str, scan: int) -> list[Candidate]:
             "provider__max_in_flight",
             "attempts",
             "status",
-            "user_running",
-            "provider_running",
-        )[:scan]
+            "turn",
+            "run_after",
+            "created_at",
+        )
     )
-    return [Candidate(*row) for row in rows]
+    by_owner, by_provider = _running_counts()
+    candidates = []
+    for pk, owner, provider, cap, attempts, status, turn, run_after, created in rows:
+        running = by_owner[owner]
+        candidate = Candidate(
+            pk, owner, provider, cap, attempts, status, running, by_provider[provider]
+        )
+        candidates.append(((turn + running, run_after, created), candidate))
+    candidates.sort(key=lambda pair: pair[0])
+    return [candidate for _, candidate in candidates]
 
 
 def _within_caps(candidates: list[Candidate], limit: int) -> list[Candidate]:
@@ -121,18 +144,28 @@ def _within_caps(candidates: list[Candidate], limit: int) -> list[Candidate]:
     return chosen
 
 
-def _take_locked(chosen: list[Candidate], worker_id: str) -> list:
-    ids = [c.pk for c in chosen]
-    locked = set(
-        Job.objects.due()
-        .filter(pk__in=ids)
-        .select_for_update(skip_locked=True, of=("self",))
-        .values_list("pk", flat=True)
-    )
-    taken = [pk for pk in ids if pk in locked]
-    if taken:
-        Job.objects.filter(pk__in=taken).update(**_claim_fields(worker_id))
-    return taken
+def _take_locked(candidates: list[Candidate], limit: int, worker_id: str) -> list:
+    # Workers claiming at the same moment choose the same best candidates, and
+    # the first one's locks hide them from the others until it commits. So the
+    # others choose again without those, instead of claiming nothing. Rows this
+    # transaction has locked already are locked again, not skipped.
+    busy: set = set()
+    while True:
+        chosen = _within_caps([c for c in candidates if c.pk not in busy], limit)
+        ids = [c.pk for c in chosen]
+        locked = set(
+            Job.objects.due()
+            .filter(pk__in=ids)
+            .select_for_update(skip_locked=True, of=("self",))
+            .values_list("pk", flat=True)
+        )
+        if len(locked) == len(ids):
+            break
+        busy.update(set(ids) - locked)
+
+    if ids:
+        Job.objects.filter(pk__in=ids).update(**_claim_fields(worker_id))
+    return ids
 
 
 def _take_one(candidate: Candidate, worker_id: str) -> bool:

@@ -103,6 +103,12 @@ class Job(models.Model):
         indexes = [
             models.Index(fields=["status", "run_after"], name="job_due_idx"),
             models.Index(fields=["locked_by", "status"], name="job_worker_idx"),
+            # Claims count the running jobs per user and provider.
+            models.Index(
+                fields=["owner", "provider"],
+                condition=Q(status="running"),
+                name="job_running_idx",
+            ),
             models.Index(fields=["owner", "-created_at"], name="job_owner_idx"),
         ]
         constraints = [

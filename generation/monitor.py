@@ -98,10 +98,10 @@ class Watch:
             self._mark_lost(contexts)
         if contexts and now - self.renewed_at >= settings.WORKER_LEASE_SECONDS / 3:
             self.renewed_at = now
-            self.worker.gate.run(renew, [context.lease for context in contexts])
+            self.worker.gate.run_first(renew, [context.lease for context in contexts])
         if now - self.beat_at >= settings.WORKER_HEARTBEAT_SECONDS:
             self.beat_at = now
-            self.worker.gate.run(heartbeat, self.worker.worker_id, len(contexts))
+            self.worker.gate.run_first(heartbeat, self.worker.worker_id, len(contexts))
 
     def grace_over(self, grace_seconds: float) -> bool:
         now = time.monotonic()
@@ -110,7 +110,7 @@ class Watch:
         return now - self.stop_requested_at >= grace_seconds
 
     def _mark_lost(self, contexts: list) -> None:
-        ours = self.worker.gate.run(still_ours, [c.lease for c in contexts])
+        ours = self.worker.gate.run_first(still_ours, [c.lease for c in contexts])
         for context in contexts:
             if context.lease.job_id not in ours and not context.lost.is_set():
                 context.lost.set()

@@ -141,8 +141,13 @@ class JobRunner:
             provider_name=job.provider.name,
             limits=job.model.limits(),
             remote_task_id=job.remote_task_id,
-            reference=self.gate.run(load_reference, job),
+            reference=self._reference_for(job),
         )
+
+    def _reference_for(self, job: Job):
+        if not job.params.get("reference_asset"):
+            return None
+        return self.gate.run(load_reference, job)
 
     def _record_failure(
         self, job: Job, lease: Lease, error: ProviderError, log_ids: str

@@ -30,7 +30,9 @@ def notify_job_queued(queue: str) -> None:
 
 
 def can_listen() -> bool:
-    return connection.vendor == "postgresql"
+    # The listener speaks psycopg2; Django would pick psycopg 3 if both were
+    # installed, and then workers poll instead.
+    return connection.vendor == "postgresql" and connection.Database is psycopg2
 
 
 class Listener(threading.Thread):

@@ -144,7 +144,12 @@ class Worker:
             return settings.WORKER_CANCEL_CHECK_SECONDS
         if self.burst:
             return min(self.poll_seconds, 0.2)
-        return settings.WORKER_IDLE_POLL_SECONDS if listening else self.poll_seconds
+        idle_seconds = (
+            settings.WORKER_IDLE_POLL_SECONDS if listening else self.poll_seconds
+        )
+        # This loop writes the heartbeat, so an idle worker wakes at least once
+        # per heartbeat interval. A longer idle poll would make it look dead.
+        return min(idle_seconds, settings.WORKER_HEARTBEAT_SECONDS)
 
     def _has_free_slot(self) -> bool:
         return any(self._free_slots(queue) for queue in self.queues)
@@ -155,15 +160,32 @@ class Worker:
         return self.concurrency - busy
 
     def _fill_slots(self) -> int:
+        # An idle worker first checks with one query whether any of its queues
+        # has a due job, instead of running the claim query of every queue.
+        if not self.in_flight and not self._any_due():
+            return 0
+
         claimed = 0
         for queue in self.queues:
             free = self._free_slots(queue)
             if free <= 0:
                 continue
-            for job in self.gate.run(claim_batch, self.worker_id, queue, free):
+            claimed_jobs = self.gate.run_first(
+                claim_batch, self.worker_id, queue, free, self._running_ids()
+            )
+            for job in claimed_jobs:
                 self._start(queue, job)
                 claimed += 1
         return claimed
+
+    def _running_ids(self) -> list:
+        with self.lock:
+            return list(self.in_flight)
+
+    def _any_due(self) -> bool:
+        return self.gate.run_first(
+            Job.objects.due().filter(queue__in=self.queues).exists
+        )
 
     def _start(self, queue: str, job: Job) -> None:
         context = self.runner.context_for(job, monitored=True)

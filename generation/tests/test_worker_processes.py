@@ -1,102 +1,29 @@
 """Real `runworker` processes sharing one PostgreSQL queue."""
 
-import os
-import re
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from assets.models import Asset
 from billing.models import Hold, LedgerEntry
 from generation.models import Job
 from generation.services import submit_job
+from generation.tests.processes import CLAIM_LINE, worker_launcher
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
 JOB_COUNT = 50
-CLAIM_LINE = re.compile(r"job claimed job=([0-9a-f-]{36})")
-
-
-def current_database_url() -> str:
-    """Return the URL of the database this test runs on, for a child process."""
-    db = connection.settings_dict
-    user = quote(db["USER"] or "", safe="")
-    password = quote(db["PASSWORD"] or "", safe="")
-    credentials = f"{user}:{password}@" if password else f"{user}@"
-    return (
-        f"postgres://{credentials}{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
-        f"/{db['NAME']}"
-    )
-
-
-def worker_env(**overrides: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["DATABASE_URL"] = current_database_url()
-    env["STORAGE_BASE"] = str(settings.MEDIA_ROOT)
-    env["LOCAL_RENDER_DELAY_SECONDS"] = "0"
-    env["LOG_LEVEL"] = "INFO"
-    env.update(overrides)
-    return env
-
-
-class WorkerProcess:
-    """A `runworker` child process whose log goes to a file."""
-
-    def __init__(self, log_path: Path, *options: str, **env: str) -> None:
-        self.log_path = log_path
-        # Unlike a pipe, a file does not block a busy worker while no one reads it.
-        with log_path.open("w") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "manage.py", "runworker", *options],
-                cwd=PROJECT_DIR,
-                env=worker_env(**env),
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-            )
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8")
-
-    def wait_for_log(self, text: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.log():
-            if self.process.poll() is not None:
-                pytest.fail(f"worker exited before logging {text!r}:\n{self.log()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"worker did not log {text!r} in {timeout} s")
-            time.sleep(0.05)
-
-    def wait(self, timeout: float) -> int:
-        """Wait for the worker to exit and return its exit code."""
-        return self.process.wait(timeout=timeout)
-
-    def signal(self, signum: int) -> None:
-        self.process.send_signal(signum)
 
 
 @pytest.fixture
 def start_worker(tmp_path):
     """Start `runworker` processes, all killed at the end of the test."""
-    workers: list[WorkerProcess] = []
-
-    def start(*options: str, **env: str) -> WorkerProcess:
-        log_path = tmp_path / f"worker-{len(workers)}.log"
-        workers.append(WorkerProcess(log_path, *options, **env))
-        return workers[-1]
-
-    yield start
-    for worker in workers:
-        worker.process.kill()
-        worker.process.wait()
+    with worker_launcher(tmp_path) as start:
+        yield start
 
 
 @pytest.fixture

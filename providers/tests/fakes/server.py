@@ -6,6 +6,8 @@ tests can count submits and read what the adapter sent.
 """
 
 import json
+import select
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -41,6 +43,8 @@ class FakeVendor:
         self.scenario = scenario
         self.host = host
         self.requests: list[Recorded] = []
+        # Streams whose client closed the connection before the last chunk.
+        self.closed_streams = 0
         self.lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -88,14 +92,17 @@ def _handler_for(fake: FakeVendor) -> type[BaseHTTPRequestHandler]:
             recorded = Recorded(self.command, self.path, dict(self.headers), body)
             with fake.lock:
                 fake.requests.append(recorded)
-            _write(self, fake.handle(recorded))
+            if not _write(self, fake.handle(recorded)):
+                with fake.lock:
+                    fake.closed_streams += 1
 
         do_GET = do_POST = do_DELETE = _serve
 
     return Handler
 
 
-def _write(handler: BaseHTTPRequestHandler, reply: Reply) -> None:
+def _write(handler: BaseHTTPRequestHandler, reply: Reply) -> bool:
+    """Send `reply`. Return False when the client closed a stream before its end."""
     handler.send_response(reply.status)
     for name, value in reply.headers.items():
         handler.send_header(name, value)
@@ -103,15 +110,7 @@ def _write(handler: BaseHTTPRequestHandler, reply: Reply) -> None:
         # No Content-Length: the stream ends when the connection closes.
         handler.send_header("Connection", "close")
         handler.end_headers()
-        for chunk in reply.chunks:
-            try:
-                handler.wfile.write(chunk)
-                handler.wfile.flush()
-            except (BrokenPipeError, ConnectionResetError):
-                return
-            time.sleep(reply.pause)
-        handler.close_connection = True
-        return
+        return _write_chunks(handler, reply)
 
     body = reply.body
     if not isinstance(body, bytes):
@@ -121,3 +120,35 @@ def _write(handler: BaseHTTPRequestHandler, reply: Reply) -> None:
     handler.send_header("Content-Length", str(len(body)))
     handler.end_headers()
     handler.wfile.write(body)
+    return True
+
+
+def _write_chunks(handler: BaseHTTPRequestHandler, reply: Reply) -> bool:
+    handler.close_connection = True
+    chunks = list(reply.chunks)
+    for index, chunk in enumerate(chunks):
+        try:
+            handler.wfile.write(chunk)
+            handler.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            return False
+        if _closed_during(handler.connection, reply.pause):
+            # A client may close as soon as it has read the last chunk.
+            return index == len(chunks) - 1
+    return True
+
+
+def _closed_during(client: socket.socket, seconds: float) -> bool:
+    """Wait `seconds`, or less when the client closes the connection first."""
+    deadline = time.monotonic() + seconds
+    readable, _, _ = select.select([client], [], [], seconds)
+    if not readable:
+        return False
+    try:
+        if not client.recv(1, socket.MSG_PEEK):
+            return True
+    except ConnectionResetError:
+        return True
+    # The client sent bytes instead of closing, so the pause goes on.
+    time.sleep(max(0.0, deadline - time.monotonic()))
+    return False
