@@ -22,9 +22,9 @@ class WorkerStopping(Exception):
 class WorkerJobContext:
     """Connects one running job to the database through the worker's gate.
 
-    With `monitored` set, the worker's control loop renews the lease and checks
-    for a cancel for all jobs in one query, and sets `lost`; otherwise (a worker
-    running one job in its own thread) this context does both itself.
+    With `monitored` set, the worker's control loop renews the leases and checks
+    for cancels of all its jobs in one query, and sets `lost`. Otherwise, when a
+    worker runs one job in its own thread, this context does both itself.
     """
 
     def __init__(

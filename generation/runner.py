@@ -24,9 +24,9 @@ class LeaseKeeper:
     """Extend an unmonitored job's lease from a thread while its adapter blocks.
 
     A worker with --concurrency 1 runs the job in its control thread, so no
-    monitor renews the lease while a vendor reply or a result download takes
-    longer than WORKER_LEASE_SECONDS; another worker would then claim the job
-    and submit it to the vendor again.
+    monitor renews the lease while a vendor reply or a result download blocks.
+    Past WORKER_LEASE_SECONDS another worker would claim the job and submit it to
+    the vendor again.
     """
 
     def __init__(self, lease: Lease, active: bool = True) -> None:

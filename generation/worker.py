@@ -2,7 +2,7 @@
 
 One control thread claims, watches leases and cancels, and heartbeats; each job
 runs in a thread of its own, mostly waiting on a vendor. Every database call
-goes through a DatabaseGate, so the process holds a few connections however
+goes through a DatabaseGate, so the process uses a few connections however
 many jobs are in flight. With concurrency 1 the job runs in the control thread.
 """
 
@@ -21,7 +21,7 @@ from django.db import close_old_connections
 from generation import monitor
 from generation.claims import claim_batch, claim_next
 from generation.context import WorkerJobContext
-from generation.dbgate import DatabaseGate
+from generation.dbgate import STALE_CHECK_SECONDS, DatabaseGate
 from generation.models import Job
 from generation.runner import JobRunner
 from generation.wakeup import Listener, can_listen
@@ -89,12 +89,18 @@ class Worker:
         self.runner.run(job, self.runner.context_for(job, monitored=False))
 
     def _run_inline(self) -> None:
+        checked_at = 0.0
         while not self.stopping.is_set():
-            close_old_connections()
+            # Dropping stale connections costs a health-check query, so it runs
+            # after idle waits and now and then, not once per job.
+            if time.monotonic() - checked_at > STALE_CHECK_SECONDS:
+                close_old_connections()
+                checked_at = time.monotonic()
             job = claim_next(self.worker_id, self.queues)
             if job is not None:
                 self.run_one(job)
                 continue
+            checked_at = 0.0
             if self.burst:
                 break
             self.stopping.wait(self.poll_seconds)
@@ -209,7 +215,7 @@ class Worker:
             return [context for _, context in self.in_flight.values()]
 
     def _shut_down(self) -> None:
-        # Jobs told to stop hand themselves back at their next check; a forced
+        # Jobs asked to stop hand themselves back at their next check. A forced
         # stop does not wait for them.
         deadline = time.monotonic() + (0 if self.forced else HAND_BACK_SECONDS)
         while self.in_flight and time.monotonic() < deadline:
