@@ -1,0 +1,1 @@
+"""Benchmarks of the job worker against django-tasks-db and procrastinate."""
