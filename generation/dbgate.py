@@ -13,7 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from django.db import close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection
 
 T = TypeVar("T")
 
@@ -73,5 +73,8 @@ class DatabaseGate:
             try:
                 future.set_result(function(*args, **kwargs))
             except BaseException as error:
+                if isinstance(error, DatabaseError):
+                    # A dropped connection is replaced on the next call.
+                    connection.close_if_unusable_or_obsolete()
                 future.set_exception(error)
         connection.close()

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterable
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 
 from generation import monitor
 from generation.claims import claim_batch, claim_next
@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 QUEUES = ("image", "video")
 # After the grace period, how long stopping jobs get to hand themselves back.
 HAND_BACK_SECONDS = 3.0
+DATABASE_RETRY_SECONDS = 2.0
 
 
 class Worker:
@@ -127,8 +128,15 @@ class Worker:
     def _control_loop(self, listening: bool) -> None:
         watch = monitor.Watch(self)
         while not self.stop_now.is_set():
-            claimed = 0 if self.stopping.is_set() else self._fill_slots()
-            watch.tick()
+            try:
+                claimed = 0 if self.stopping.is_set() else self._fill_slots()
+                watch.tick()
+            except DatabaseError:
+                # A database restart must not kill the worker: its jobs go on,
+                # and the next tick tries again.
+                logger.exception("worker tick failed worker=%s", self.worker_id)
+                self.stop_now.wait(DATABASE_RETRY_SECONDS)
+                continue
             if self._finished(claimed, watch):
                 return
             if claimed and self._has_free_slot():

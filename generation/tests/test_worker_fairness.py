@@ -384,3 +384,35 @@ def test_notify_wakes_idle_worker(start_worker, catalog, owner_client):
     assert latency < 1
     worker.signal(signal.SIGTERM)
     assert worker.wait(timeout=10) == 0, worker.log()
+
+
+def drop_connections(application_name: str) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = %s",
+            [application_name],
+        )
+        return cursor.fetchone()[0]
+
+
+def test_worker_survives_dropped_connections(start_worker, catalog, owner_client):
+    worker = start_worker("--concurrency", "4", WORKER_IDLE_POLL_SECONDS="0.5")
+    wait_for(
+        lambda: is_listening(worker.application_name),
+        timeout=20,
+        description="the worker listening",
+    )
+
+    dropped = drop_connections(worker.application_name)
+    job_id = submit(owner_client, params={"size": "512x512"}).data["id"]
+    wait_for(
+        lambda: Job.objects.filter(pk=job_id, status=Job.Status.COMPLETED).exists(),
+        timeout=20,
+        description="the job completing after the connections were dropped",
+    )
+
+    assert dropped >= 1
+    assert worker.process.poll() is None, worker.log()
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=10) == 0, worker.log()
