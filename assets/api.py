@@ -54,7 +54,7 @@ class AssetMediaView(APIView):
     def get(self, request, pk, variant: str):
         if variant not in ("file", "thumbnail"):
             raise Http404
-        # One answer for "no such asset" and "not yours", so ids cannot be probed.
+        # The same 404 for "no such asset" and "not yours", so ids cannot be probed.
         asset = Asset.objects.select_related("blob", "thumbnail").filter(pk=pk).first()
         if asset is None or not self._allowed(request, asset, variant):
             raise Http404

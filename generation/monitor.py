@@ -11,11 +11,10 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import F
 from django.utils import timezone
 
 from generation.models import Job, WorkerProcess
-from generation.queue import Lease, lease_deadline
+from generation.queue import Lease, handed_back_fields, lease_deadline
 
 logger = logging.getLogger(__name__)
 
@@ -43,42 +42,30 @@ def heartbeat(worker_id: str, in_flight: int) -> None:
     )
 
 
+def _running_under(leases: list[Lease]):
+    """Return the jobs among `leases` still running under their worker."""
+    return Job.objects.filter(
+        pk__in=[lease.job_id for lease in leases],
+        locked_by=leases[0].worker_id,
+        status=Job.Status.RUNNING,
+    )
+
+
 def still_ours(leases: list[Lease]) -> set:
     """Return the job ids among `leases` that are still running under them."""
-    worker_id = leases[0].worker_id
-    rows = Job.objects.filter(
-        pk__in=[lease.job_id for lease in leases],
-        locked_by=worker_id,
-        status=Job.Status.RUNNING,
-    ).values_list("pk", "attempts")
+    rows = _running_under(leases).values_list("pk", "attempts")
     attempts = {lease.job_id: lease.attempt for lease in leases}
     return {pk for pk, attempt in rows if attempts.get(pk) == attempt}
 
 
 def renew(leases: list[Lease]) -> int:
     """Extend the leases of running jobs; returns how many are still ours."""
-    return Job.objects.filter(
-        pk__in=[lease.job_id for lease in leases],
-        locked_by=leases[0].worker_id,
-        status=Job.Status.RUNNING,
-    ).update(locked_until=lease_deadline())
+    return _running_under(leases).update(locked_until=lease_deadline())
 
 
 def hand_back_all(leases: list[Lease]) -> int:
     """Return still-running jobs to the queue at once, without counting the attempt."""
-    now = timezone.now()
-    return Job.objects.filter(
-        pk__in=[lease.job_id for lease in leases],
-        locked_by=leases[0].worker_id,
-        status=Job.Status.RUNNING,
-    ).update(
-        status=Job.Status.QUEUED,
-        attempts=F("attempts") - 1,
-        run_after=now,
-        locked_by="",
-        locked_until=None,
-        updated_at=now,
-    )
+    return _running_under(leases).update(**handed_back_fields())
 
 
 class Watch:

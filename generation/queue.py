@@ -136,15 +136,20 @@ def retry_later(
 
 def hand_back(lease: Lease) -> None:
     """Return a job to the queue at once, without counting the attempt."""
+    lease.jobs().update(**handed_back_fields())
+
+
+def handed_back_fields() -> dict:
+    """Return the update that puts a running job back in the queue, due now."""
     now = timezone.now()
-    lease.jobs().update(
-        status=Job.Status.QUEUED,
-        attempts=F("attempts") - 1,
-        run_after=now,
-        locked_by="",
-        locked_until=None,
-        updated_at=now,
-    )
+    return {
+        "status": Job.Status.QUEUED,
+        "attempts": F("attempts") - 1,
+        "run_after": now,
+        "locked_by": "",
+        "locked_until": None,
+        "updated_at": now,
+    }
 
 
 def backoff_seconds(attempt: int, retry_after: float | None = None) -> float:

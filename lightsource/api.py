@@ -35,7 +35,7 @@ def exception_handler(exc, context):
 
 
 class JSONParser(parsers.JSONParser):
-    """DRF's JSON parser, answering 400 for JSON nested too deeply for json.loads."""
+    """DRF's JSON parser, returning 400 for JSON nested too deeply for json.loads."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         try:

@@ -18,5 +18,5 @@ def rate_limited(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 
 def api_not_found(request: HttpRequest) -> JsonResponse:
-    """Answer unknown /api paths in the API's error shape instead of an HTML page."""
+    """Return unknown /api paths as a JSON 404 in the API's error shape."""
     return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)

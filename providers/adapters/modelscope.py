@@ -30,7 +30,7 @@ PASSED_PARAMS = ("size", "seed", "steps", "guidance", "negative_prompt")
 WAITING_STATUSES = frozenset({"PENDING", "RUNNING", "PROCESSING"})
 
 POLL_BACKOFF = 1.5
-# How often the wait between polls asks the context whether the job must stop.
+# How often the wait between polls checks whether the job must stop.
 STOP_CHECK_SECONDS = 0.1
 # ModelScope can return "task not found" for a moment after it accepted a task,
 # so a poll that finds no task is repeated before the job fails.
