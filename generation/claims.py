@@ -42,10 +42,10 @@ def claim_batch(
     it, claiming it again would run it twice in one process.
     """
     with transaction.atomic():
-        candidates = _candidates(queue, limit, running_here)
         if connection.features.has_select_for_update_skip_locked:
-            taken = _take_locked(candidates, limit, worker_id)
+            taken = _take_locked(queue, limit, running_here, worker_id)
         else:
+            candidates = _candidates(queue, limit, running_here)
             chosen = _within_caps(candidates, limit)
             taken = [c.pk for c in chosen if _take_one(c, worker_id)]
     if not taken:
@@ -144,15 +144,18 @@ def _within_caps(candidates: list[Candidate], limit: int) -> list[Candidate]:
     return chosen
 
 
-def _take_locked(candidates: list[Candidate], limit: int, worker_id: str) -> list:
+def _take_locked(
+    queue: str, limit: int, running_here: Collection, worker_id: str
+) -> list:
     # Workers claiming at the same moment choose the same best candidates, and
     # the first one's locks hide them from the others until it commits. So the
-    # others choose again without those, instead of claiming nothing. Rows this
-    # transaction has locked already are locked again, not skipped.
+    # others choose again without those, reading the due jobs after them,
+    # instead of claiming nothing while jobs wait. Rows this transaction has
+    # locked already are locked again, not skipped.
     busy: set = set()
     while True:
-        chosen = _within_caps([c for c in candidates if c.pk not in busy], limit)
-        ids = [c.pk for c in chosen]
+        candidates = _candidates(queue, limit, {*running_here, *busy})
+        ids = [c.pk for c in _within_caps(candidates, limit)]
         locked = set(
             Job.objects.due()
             .filter(pk__in=ids)
