@@ -61,6 +61,9 @@ class Listener(threading.Thread):
         try:
             listen.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
             listen.cursor().execute(f"LISTEN {CHANNEL}")
+            # A job queued while the connection was being set up sent its
+            # notification to no one, so the worker looks once more now.
+            self.on_notify("")
             while not self.stopping.is_set():
                 self._wait_for_notifications(listen)
         finally:

@@ -128,6 +128,9 @@ class Worker:
     def _control_loop(self, listening: bool) -> None:
         watch = monitor.Watch(self)
         while not self.stop_now.is_set():
+            # Cleared before looking, so a wake-up that comes while this pass
+            # runs makes the next wait return at once instead of being lost.
+            self.wake.clear()
             try:
                 claimed = 0 if self.stopping.is_set() else self._fill_slots()
                 watch.tick()
@@ -142,7 +145,6 @@ class Worker:
             if claimed and self._has_free_slot():
                 continue
             self.wake.wait(self._wait_seconds(listening))
-            self.wake.clear()
 
     def _finished(self, claimed: int, watch: "monitor.Watch") -> bool:
         if self.stopping.is_set():
