@@ -39,6 +39,8 @@ class WorkerJobContext:
         self.stop_now = stop_now
         self.monitored = monitored
         self.lost = threading.Event()
+        # Set once the runner has written the job's outcome, or given it up.
+        self.finished = threading.Event()
         self._last_progress = -1
         self._pending: int | None = None
         self._progress_at = 0.0

@@ -74,6 +74,12 @@ class JobRunner:
         return WorkerJobContext(lease, self.gate, self.stop_now, monitored)
 
     def run(self, job: Job, context: WorkerJobContext) -> None:
+        try:
+            self._run(job, context)
+        finally:
+            context.finished.set()
+
+    def _run(self, job: Job, context: WorkerJobContext) -> None:
         lease = context.lease
         log_ids = f"job={job.pk} provider={job.provider.name} attempt={job.attempts}"
         logger.info("job claimed %s worker=%s", log_ids, self.worker_id)

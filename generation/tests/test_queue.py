@@ -9,7 +9,7 @@ from django.utils import timezone
 from assets.models import Asset
 from billing.models import Hold, LedgerEntry, Wallet
 from billing.services import topup
-from generation import claims, queue
+from generation import claims, monitor, queue
 from generation.models import Job
 from generation.queue import Lease, LeaseLost
 from generation.services import cancel_job, submit_job
@@ -407,3 +407,44 @@ def test_backoff_caps_retry_after(retry_timing):
     delays = [queue.backoff_seconds(1, retry_after=3600) for _ in range(SAMPLES)]
 
     assert set(delays) == {60.0}
+
+
+def watched_context(worker: Worker):
+    """Claim the next due job and return a context monitored by the control loop."""
+    claimed = claims.claim_next(worker.worker_id)
+    assert claimed is not None, "no job was due"
+    return worker.runner.context_for(claimed, monitored=True)
+
+
+def test_watch_marks_canceled_job_lost(job, worker, caplog):
+    context = watched_context(worker)
+    cancel_job(Job.objects.get(pk=job.pk))
+
+    with caplog.at_level("INFO", logger="generation.monitor"):
+        monitor.Watch(worker)._mark_lost([context])
+
+    assert context.lost.is_set()
+    assert f"job canceled or taken over job={job.pk}" in caplog.text
+
+
+def test_watch_leaves_finished_job_alone(job, worker, caplog):
+    context = watched_context(worker)
+    assert queue.complete(context.lease, lambda: None)
+    context.finished.set()
+
+    with caplog.at_level("INFO", logger="generation.monitor"):
+        monitor.Watch(worker)._mark_lost([context])
+
+    assert not context.lost.is_set()
+    assert "taken over" not in caplog.text
+
+
+def test_runner_marks_context_finished(job, worker, use_adapter):
+    use_adapter(rendered_image)
+    claimed = claims.claim_next(worker.worker_id)
+    context = worker.runner.context_for(claimed, monitored=True)
+
+    worker.runner.run(claimed, context)
+
+    assert context.finished.is_set()
+    assert Job.objects.get(pk=job.pk).status == Job.Status.COMPLETED
