@@ -5,18 +5,23 @@ Also adds models on fake vendors, which the workers reach on loopback.
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
+from generation.models import Job
+from generation.wakeup import notify_job_queued
 from providers.models import ModelSpec, Provider
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -144,6 +149,37 @@ def wait_for(condition: Callable[[], bool], timeout: float, description: str) ->
             pytest.fail(f"{description} did not happen within {timeout} s")
         time.sleep(0.02)
     return time.monotonic() - started
+
+
+def run_workers_side_by_side(
+    start: Callable[..., WorkerSubprocess],
+    count: int,
+    job_ids: set,
+    *options: str,
+    timeout: float = 90,
+    **env: str,
+) -> list[WorkerSubprocess]:
+    """Run `count` workers over the queued jobs `job_ids`, then stop them.
+
+    The jobs become due only once every worker is up, so a worker that starts
+    quickly cannot drain the queue before the others have started.
+    """
+    jobs = Job.objects.filter(pk__in=job_ids)
+    jobs.update(run_after=timezone.now() + timedelta(hours=1))
+    workers = [start("--poll-seconds", "0.5", *options, **env) for _ in range(count)]
+    for worker in workers:
+        worker.wait_for_log("worker started")
+    jobs.update(run_after=timezone.now())
+    for queue in set(jobs.values_list("queue", flat=True)):
+        notify_job_queued(queue)
+
+    unfinished = jobs.filter(status__in=[Job.Status.QUEUED, Job.Status.RUNNING])
+    wait_for(lambda: not unfinished.exists(), timeout, "every job finishing")
+    for worker in workers:
+        worker.signal(signal.SIGTERM)
+    for worker in workers:
+        assert worker.wait(timeout=20) == 0, worker.log()[-2000:]
+    return workers
 
 
 def add_modelscope_model(base_url: str) -> ModelSpec:

@@ -5,12 +5,13 @@ tests run real `runworker` processes on the test database.
 """
 
 import signal
+import threading
 import time
 from collections import Counter
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from assets.models import Asset
@@ -26,11 +27,12 @@ from generation.tests.processes import (
     MODELSCOPE_ENV,
     MODELSCOPE_MODEL,
     add_modelscope_model,
+    run_workers_side_by_side,
     wait_for,
     worker_launcher,
 )
 from generation.tests.sql_log import SQL_LINE
-from generation.wakeup import CHANNEL
+from generation.wakeup import CHANNEL, Listener
 from providers.models import ModelSpec, Provider
 from providers.tests.fakes.modelscope import ModelScopeFake
 
@@ -41,6 +43,7 @@ FAST_PARAMS = {"size": "64x64"}
 MANY_JOBS = 300
 IN_FLIGHT_JOBS = 30
 IDLE_SECONDS = 10
+LISTENER_NAME = "lightsource-test-listener"
 
 
 @pytest.fixture
@@ -120,6 +123,41 @@ def test_claim_batch_serves_light_user(crowded_queue, settings):
 
     assert len(claimed) == 20
     assert set(crowded_queue["light"]) <= set(claimed)
+
+
+def hold_row_locks(job_ids: list, locked: threading.Event, release: threading.Event):
+    """In another connection, lock the rows of `job_ids` until `release` is set."""
+    try:
+        with transaction.atomic():
+            rows = Job.objects.filter(pk__in=job_ids).select_for_update()
+            assert len(list(rows)) == len(job_ids)
+            locked.set()
+            release.wait(timeout=30)
+    finally:
+        connection.close()
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="row locks need PostgreSQL"
+)
+def test_claim_batch_skips_locked_rows(fast_model, heavy_user, settings):
+    settings.USER_MAX_IN_FLIGHT = 0
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    job_ids = queue_jobs(heavy_user, fast_model, 20, an_hour_ago)
+    first_eight = job_ids[:8]
+    locked, release = threading.Event(), threading.Event()
+    other_worker = threading.Thread(
+        target=hold_row_locks, args=(first_eight, locked, release)
+    )
+    other_worker.start()
+    try:
+        assert locked.wait(timeout=10)
+        claimed = [job.pk for job in claim_batch("w", "image", 8)]
+    finally:
+        release.set()
+        other_worker.join()
+
+    assert claimed == job_ids[8:16]
 
 
 def test_claim_batch_caps_user_in_flight(crowded_queue, settings):
@@ -205,21 +243,16 @@ def test_worker_first_claims_serve_light_user(start_worker, crowded_queue):
 # Many workers, one queue
 
 
-def test_three_burst_workers_run_each_once(start_worker, fast_model, owner):
+def test_three_workers_run_each_job_once(start_worker, fast_model, owner):
     topup(owner, MANY_JOBS, "test credit")
     job_ids = {
         submit_job(owner, FAST_MODEL, f"tile {index}", FAST_PARAMS)[0].pk
         for index in range(MANY_JOBS)
     }
-    workers = [
-        start_worker("--burst", "--concurrency", "8", USER_MAX_IN_FLIGHT="0")
-        for _ in range(3)
-    ]
-    started = time.monotonic()
-    exit_codes = [worker.wait(timeout=90) for worker in workers]
-    print(f"throughput: {MANY_JOBS} jobs in {time.monotonic() - started:.1f} s")
+    workers = run_workers_side_by_side(
+        start_worker, 3, job_ids, "--concurrency", "8", USER_MAX_IN_FLIGHT="0"
+    )
 
-    assert exit_codes == [0, 0, 0], [worker.log()[-2000:] for worker in workers]
     jobs = Job.objects.filter(pk__in=job_ids)
     assert Counter(jobs.values_list("status", flat=True)) == {
         Job.Status.COMPLETED: MANY_JOBS
@@ -416,3 +449,24 @@ def test_worker_survives_dropped_connections(start_worker, catalog, owner_client
     assert worker.process.poll() is None, worker.log()
     worker.signal(signal.SIGTERM)
     assert worker.wait(timeout=10) == 0, worker.log()
+
+
+def test_listener_wakes_worker_once_listening(catalog):
+    # A job queued while the listener connects notifies no one, so the listener
+    # wakes the worker once its LISTEN is in place.
+    woken = threading.Event()
+    seen_listening = []
+
+    def on_notify(queue: str) -> None:
+        seen_listening.append(is_listening(LISTENER_NAME))
+        woken.set()
+
+    listener = Listener(on_notify)
+    listener.params = {**listener.params, "application_name": LISTENER_NAME}
+    listener.start()
+    try:
+        assert woken.wait(timeout=10), "the listener never woke the worker"
+    finally:
+        listener.stop()
+
+    assert seen_listening[0] is True

@@ -12,7 +12,11 @@ from assets.models import Asset
 from billing.models import Hold, LedgerEntry
 from generation.models import Job
 from generation.services import submit_job
-from generation.tests.processes import CLAIM_LINE, worker_launcher
+from generation.tests.processes import (
+    CLAIM_LINE,
+    run_workers_side_by_side,
+    worker_launcher,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -35,19 +39,12 @@ def queued_jobs(catalog, owner) -> list[Job]:
     ]
 
 
-def run_burst_workers(start_worker, count: int) -> list[str]:
-    """Run `count` burst workers side by side and return the log of each."""
-    workers = [start_worker("--burst", "--concurrency", "4") for _ in range(count)]
-    for worker in workers:
-        assert worker.wait(timeout=120) == 0, worker.log()
-    return [worker.log() for worker in workers]
-
-
 # One test, because each run of 50 jobs takes seconds.
-def test_two_burst_workers_run_each_job_once(start_worker, queued_jobs):
-    logs = run_burst_workers(start_worker, 2)
-
+def test_two_workers_run_each_job_once(start_worker, queued_jobs):
     job_ids = {job.pk for job in queued_jobs}
+    workers = run_workers_side_by_side(start_worker, 2, job_ids, "--concurrency", "4")
+    logs = [worker.log() for worker in workers]
+
     statuses = Counter(Job.objects.values_list("status", flat=True))
     attempts = Counter(Job.objects.values_list("attempts", flat=True))
     assert statuses == {Job.Status.COMPLETED: JOB_COUNT}
@@ -146,7 +143,8 @@ def test_killed_worker_job_runs_again_once(start_worker, queued_job):
     crashed.wait(timeout=5)
     wait_until_due(queued_job, timeout=5)
 
-    logs = run_burst_workers(start_worker, 1)
+    recovering = start_worker("--burst")
+    assert recovering.wait(timeout=60) == 0, recovering.log()
 
     job = Job.objects.get(pk=queued_job.pk)
     captures = LedgerEntry.objects.filter(hold__job=job, kind="capture")
@@ -156,4 +154,4 @@ def test_killed_worker_job_runs_again_once(start_worker, queued_job):
     assert Asset.objects.filter(source_job=job).count() == 1
     assert captures.count() == 1
     assert not releases.exists()
-    assert f"job claimed job={job.pk} provider=local attempt=2" in logs[0]
+    assert f"job claimed job={job.pk} provider=local attempt=2" in recovering.log()
