@@ -217,6 +217,8 @@ OPENAI_VIDEOS_POLL_SECONDS = env_float("OPENAI_VIDEOS_POLL_SECONDS", 5.0)
 OPENAI_IMAGES_TIMEOUT = env_float("OPENAI_IMAGES_TIMEOUT", 600.0)
 DOWNLOAD_CONNECT_TIMEOUT = env_float("DOWNLOAD_CONNECT_TIMEOUT", 10.0)
 DOWNLOAD_READ_TIMEOUT = env_float("DOWNLOAD_READ_TIMEOUT", 60.0)
+# The whole of one result download, however steadily its bytes arrive.
+DOWNLOAD_TOTAL_TIMEOUT = env_float("DOWNLOAD_TOTAL_TIMEOUT", 600.0)
 MAX_REFERENCE_BYTES = env_int("MAX_REFERENCE_BYTES", 20 * 1024 * 1024, minimum=1)
 # Adapters added by deployment, as "kind=dotted.path,...", e.g. for benchmarks.
 EXTRA_ADAPTERS = dict(

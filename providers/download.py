@@ -2,17 +2,23 @@
 
 Only http and https URLs are fetched. Hosts that resolve to private, loopback,
 link-local, reserved or cloud-metadata addresses are rejected, on every
-redirect, except the provider's own configured host (a gateway on the LAN).
+redirect and again at each connected socket before a byte is sent, except the
+provider's own configured host and port (a gateway on the LAN).
 """
 
 import ipaddress
 import logging
 import socket
 import time
+from functools import partial
 from urllib.parse import urljoin
 
 import requests
+import urllib3.exceptions
 from django.conf import settings
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util import parse_url
 
 from providers.adapters.base import (
@@ -28,8 +34,14 @@ logger = logging.getLogger(__name__)
 
 CHUNK_BYTES = 64 * 1024
 EXPIRED_STATUSES = (403, 404, 410)
+_CONNECTION_FAILED = "The result could not be downloaded: the connection failed."
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class AddressRejected(Exception):
+    """A connection reached an address the guard does not allow."""
 
 
 def resolve_host(host: str, port: int) -> list[str]:
@@ -73,11 +85,11 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     return None
 
 
-def check_url(url: str, trusted_host: str) -> None:
+def check_url(url: str, trusted: tuple[str, int]) -> None:
     """Raise result_download_failed unless `url` may be fetched.
 
     The URL must be http or https, and every address its host resolves to must be
-    public, unless the host is the provider's own (`trusted_host`).
+    public, unless the URL's host and port are the provider's own (`trusted`).
     """
     try:
         parsed = parse_url(url)
@@ -87,9 +99,9 @@ def check_url(url: str, trusted_host: str) -> None:
         raise _failed("The result link is not an http or https URL.")
 
     host = _normal_host(parsed.host)
-    if host == trusted_host:
+    port = parsed.port or DEFAULT_PORTS[parsed.scheme]
+    if (host, port) == trusted:
         return
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
     try:
         addresses = resolve_host(host, port)
     except (OSError, UnicodeError):
@@ -109,6 +121,7 @@ def download_for_job(
         max_bytes=settings.MAX_RESULT_BYTES,
         connect_timeout=settings.DOWNLOAD_CONNECT_TIMEOUT,
         read_timeout=settings.DOWNLOAD_READ_TIMEOUT,
+        total_timeout=settings.DOWNLOAD_TOTAL_TIMEOUT,
     )
 
 
@@ -120,27 +133,29 @@ def download_result(
     max_bytes: int,
     connect_timeout: float,
     read_timeout: float,
+    total_timeout: float,
     max_redirects: int = 5,
 ) -> ResultFile:
     """Fetch `url` with a size limit and return its bytes and declared type.
 
-    Raises ProviderError("result_download_failed") for a refused address, an
-    error status (403 or 404 of an expired link), a timeout or a body over
-    `max_bytes`. The real content type is checked later, by decoding, at ingest.
+    Raises ProviderError("result_download_failed") for a rejected address, an
+    error status (403 or 404 of an expired link), a timeout, a download that
+    takes longer than `total_timeout` or a body over `max_bytes`. The real
+    content type is checked later, by decoding, at ingest.
     """
-    trusted_host = _host_of(provider_base_url)
+    trusted = _host_and_port(provider_base_url)
     call = VendorCall(method="GET", url=redact_url(url, []), status=None, duration_ms=0)
     started = time.monotonic()
+    download = _Download(
+        trusted=trusted,
+        max_bytes=max_bytes,
+        timeout=(connect_timeout, read_timeout),
+        deadline=started + total_timeout,
+    )
 
-    with requests.Session() as session:
-        # Proxies from the environment would hide the address the guard checked.
-        session.trust_env = False
-        session.headers["User-Agent"] = USER_AGENT
+    with _guarded_session(trusted) as session:
         try:
-            timeout = (connect_timeout, read_timeout)
-            result = _download(
-                session, url, trusted_host, call, max_bytes, timeout, max_redirects
-            )
+            result = download.fetch(session, url, call, max_redirects)
         except ProviderError as error:
             _record(context, call, started, error=str(error))
             logger.warning("result download failed url=%s error=%s", call.url, error)
@@ -149,72 +164,146 @@ def download_result(
     return result
 
 
-def _download(
-    session: requests.Session,
-    url: str,
-    trusted_host: str,
-    call: VendorCall,
-    max_bytes: int,
-    timeout: tuple[float, float],
-    max_redirects: int,
-) -> ResultFile:
-    try:
-        response = _follow_redirects(session, url, trusted_host, timeout, max_redirects)
-    except requests.RequestException as exc:
-        raise _transport_failure(exc) from exc
+class _Download:
+    """The limits of one download and the steps that enforce them."""
 
-    with response:
-        call.status = response.status_code
-        _check_status(response.status_code)
-        _check_declared_length(response, max_bytes)
+    def __init__(
+        self,
+        trusted: tuple[str, int],
+        max_bytes: int,
+        timeout: tuple[float, float],
+        deadline: float,
+    ) -> None:
+        self.trusted = trusted
+        self.max_bytes = max_bytes
+        self.timeout = timeout
+        self.deadline = deadline
+
+    def fetch(
+        self, session: requests.Session, url: str, call: VendorCall, max_redirects: int
+    ) -> ResultFile:
         try:
-            content = _read_limited(response, max_bytes)
+            response = self._follow_redirects(session, url, max_redirects)
+        except AddressRejected:
+            raise _rejected_host() from None
         except requests.RequestException as exc:
             raise _transport_failure(exc) from exc
 
-    mime_type = _mime_type(response.headers.get("Content-Type", ""))
-    call.response_excerpt = f"Content-Type: {mime_type}; {len(content)} bytes"
-    return ResultFile(content=content, mime_type=mime_type)
+        with response:
+            call.status = response.status_code
+            _check_status(response.status_code)
+            _check_declared_length(response, self.max_bytes)
+            content = self._read_limited(response)
+
+        mime_type = _mime_type(response.headers.get("Content-Type", ""))
+        call.response_excerpt = f"Content-Type: {mime_type}; {len(content)} bytes"
+        return ResultFile(content=content, mime_type=mime_type)
+
+    def _follow_redirects(
+        self, session: requests.Session, url: str, max_redirects: int
+    ) -> requests.Response:
+        for _ in range(max_redirects + 1):
+            check_url(url, self.trusted)
+            response = session.get(
+                url, stream=True, timeout=self.timeout, allow_redirects=False
+            )
+            if not response.is_redirect:
+                return response
+            response.close()
+            url = urljoin(url, response.headers["Location"])
+        raise _failed("The result link redirected too many times.")
+
+    def _read_limited(self, response: requests.Response) -> bytes:
+        # read1 returns after a single read of the socket, so a server that sends
+        # one byte at a time, each within the read timeout, still hits the deadline.
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            if time.monotonic() > self.deadline:
+                raise _timed_out()
+            try:
+                chunk = response.raw.read1(CHUNK_BYTES, decode_content=True)
+            except urllib3.exceptions.ReadTimeoutError:
+                raise _timed_out() from None
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                raise _failed(_CONNECTION_FAILED) from exc
+            if not chunk:
+                return b"".join(chunks)
+            total += len(chunk)
+            if total > self.max_bytes:
+                raise _too_large(self.max_bytes)
+            chunks.append(chunk)
 
 
-def _follow_redirects(
-    session: requests.Session,
-    url: str,
-    trusted_host: str,
-    timeout: tuple[float, float],
-    max_redirects: int,
-) -> requests.Response:
-    for _ in range(max_redirects + 1):
-        check_url(url, trusted_host)
-        response = session.get(url, stream=True, timeout=timeout, allow_redirects=False)
-        _check_peer(response, url, trusted_host)
-        if not response.is_redirect:
-            return response
-        response.close()
-        url = urljoin(url, response.headers["Location"])
-    raise _failed("The result link redirected too many times.")
+def _guarded_session(trusted: tuple[str, int]) -> requests.Session:
+    """Return a session whose connections check the address they reached."""
+    session = requests.Session()
+    # Proxies from the environment would hide the address the guard checks.
+    session.trust_env = False
+    session.headers["User-Agent"] = USER_AGENT
+    adapter = _GuardedAdapter(partial(_peer_allowed, trusted))
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
 
 
-def _check_peer(response: requests.Response, url: str, trusted_host: str) -> None:
-    # DNS rebinding: the address actually connected to is checked again, after
-    # the request was sent but before any of the body is read.
-    if _host_of(url) == trusted_host:
-        return
-    peer = _peer_address(response)
-    if peer is None or not _is_public(peer):
-        response.close()
-        raise _rejected_host()
-
-
-def _peer_address(response: requests.Response) -> str | None:
-    connection = getattr(response.raw, "connection", None)
-    sock = getattr(connection, "sock", None)
-    if sock is None:
-        return None
+def _peer_allowed(trusted: tuple[str, int], host: str, port: int, sock) -> bool:
+    # DNS rebinding: a host may resolve to a public address for check_url and
+    # to an internal one for the connection, so the connected address decides.
+    if (_normal_host(host), port) == trusted:
+        return True
     try:
-        return sock.getpeername()[0]
+        peer = sock.getpeername()[0]
     except OSError:
-        return None
+        return False
+    return _is_public(peer)
+
+
+class _PeerCheck:
+    """Connection mixin that closes a new socket whose peer is not allowed."""
+
+    def __init__(self, *args, peer_allowed, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.peer_allowed = peer_allowed
+
+    def _new_conn(self):
+        sock = super()._new_conn()
+        if not self.peer_allowed(self.host, self.port, sock):
+            sock.close()
+            raise AddressRejected(self.host)
+        return sock
+
+
+class _CheckedHTTPConnection(_PeerCheck, HTTPConnection):
+    pass
+
+
+class _CheckedHTTPSConnection(_PeerCheck, HTTPSConnection):
+    pass
+
+
+class _CheckedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _CheckedHTTPConnection
+
+
+class _CheckedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _CheckedHTTPSConnection
+
+
+class _GuardedAdapter(HTTPAdapter):
+    """Transport adapter whose pools open peer-checked connections."""
+
+    def __init__(self, peer_allowed) -> None:
+        self.peer_allowed = peer_allowed
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        # A pool passes the keyword arguments it does not know to each connection.
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": partial(_CheckedHTTPPool, peer_allowed=self.peer_allowed),
+            "https": partial(_CheckedHTTPSPool, peer_allowed=self.peer_allowed),
+        }
 
 
 def _check_status(status: int) -> None:
@@ -233,22 +322,11 @@ def _check_declared_length(response: requests.Response, max_bytes: int) -> None:
         raise _too_large(max_bytes)
 
 
-def _read_limited(response: requests.Response, max_bytes: int) -> bytes:
-    chunks: list[bytes] = []
-    total = 0
-    for chunk in response.iter_content(chunk_size=CHUNK_BYTES):
-        total += len(chunk)
-        if total > max_bytes:
-            raise _too_large(max_bytes)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _transport_failure(exc: requests.RequestException) -> ProviderError:
     # requests raises ConnectionError for a read timeout inside the body.
     if isinstance(exc, requests.Timeout) or "timed out" in str(exc):
-        return _failed("The result download timed out.")
-    return _failed("The result could not be downloaded: the connection failed.")
+        return _timed_out()
+    return _failed(_CONNECTION_FAILED)
 
 
 def _record(
@@ -266,12 +344,14 @@ def _is_public(address: str) -> bool:
         return False
 
 
-def _host_of(url: str) -> str:
+def _host_and_port(url: str) -> tuple[str, int]:
+    """Return the normalised host and the port, explicit or default, of `url`."""
     try:
-        host = parse_url(url).host
+        parsed = parse_url(url)
     except ValueError:
-        return ""
-    return _normal_host(host or "")
+        return ("", 0)
+    port = parsed.port or DEFAULT_PORTS.get(parsed.scheme or "", 0)
+    return (_normal_host(parsed.host or ""), port)
 
 
 def _normal_host(host: str) -> str:
@@ -280,6 +360,10 @@ def _normal_host(host: str) -> str:
 
 def _mime_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower() or "application/octet-stream"
+
+
+def _timed_out() -> ProviderError:
+    return _failed("The result download timed out.")
 
 
 def _too_large(max_bytes: int) -> ProviderError:

@@ -77,15 +77,16 @@ def make_client(base_url: str, context) -> VendorClient:
     )
 
 
-def fetch_error(url: str, provider_url: str) -> ProviderError:
+def fetch_error(url: str, provider_url: str, max_bytes=1_000_000) -> ProviderError:
     with pytest.raises(ProviderError) as caught:
         download_result(
             url,
             provider_base_url=provider_url,
             context=RecordingContext(),
-            max_bytes=1_000_000,
+            max_bytes=max_bytes,
             connect_timeout=1.0,
             read_timeout=2.0,
+            total_timeout=10.0,
         )
     return caught.value
 
@@ -266,33 +267,17 @@ def test_gzip_bomb_stops_at_limit(vendor):
     bomb = gzip.compress(b"\x00" * 20_000_000)
     headers = {"Content-Type": "image/png", "Content-Encoding": "gzip"}
     url = vendor.route("/bomb.png", Reply(200, bomb, headers))
-    with pytest.raises(ProviderError) as caught:
-        download_result(
-            url,
-            provider_base_url=vendor.url,
-            context=RecordingContext(),
-            max_bytes=1_000_000,
-            connect_timeout=1.0,
-            read_timeout=2.0,
-        )
+    error = fetch_error(url, vendor.url)
 
-    assert "limit" in caught.value.message
+    assert "limit" in error.message
 
 
 def test_endless_body_stops_at_limit(vendor):
     chunks = [b"\x00" * 65536] * 64
     url = vendor.route("/endless.png", Reply(200, headers=PNG, chunks=chunks))
-    with pytest.raises(ProviderError) as caught:
-        download_result(
-            url,
-            provider_base_url=vendor.url,
-            context=RecordingContext(),
-            max_bytes=200_000,
-            connect_timeout=1.0,
-            read_timeout=2.0,
-        )
+    error = fetch_error(url, vendor.url, max_bytes=200_000)
 
-    assert "limit" in caught.value.message
+    assert "limit" in error.message
 
 
 def test_recorded_calls_hide_key(vendor):

@@ -1,3 +1,4 @@
+import time
 from dataclasses import asdict
 
 import pytest
@@ -64,6 +65,7 @@ def fetch(url: str, provider_url: str, context: RecordingContext, **options):
     options.setdefault("max_bytes", 1_000_000)
     options.setdefault("connect_timeout", 1.0)
     options.setdefault("read_timeout", 2.0)
+    options.setdefault("total_timeout", 10.0)
     return download_result(
         url, provider_base_url=provider_url, context=context, **options
     )
@@ -164,12 +166,12 @@ def test_unresolvable_host_rejected(monkeypatch, no_connections, context):
 
 def test_public_resolution_passes_guard(monkeypatch, no_connections):
     requested_hosts = stub_resolver(monkeypatch, [PUBLIC_IP, "2001:4860:4860::8888"])
-    check_url("https://cdn.example.test:8443/a.png?sig=1", "gw.test")
+    check_url("https://cdn.example.test:8443/a.png?sig=1", ("gw.test", 443))
 
     assert requested_hosts == ["cdn.example.test"]
 
 
-def test_rebinding_caught_at_peer(monkeypatch, vendor, context):
+def test_rebinding_caught_before_request(monkeypatch, vendor, context):
     # The guard's resolver returns a public address, but the socket reaches loopback.
     url = vendor.route("/result.png", Reply(200, png_bytes(), PNG))
     port = vendor.url.rsplit(":", 1)[1]
@@ -180,7 +182,61 @@ def test_rebinding_caught_at_peer(monkeypatch, vendor, context):
 
     assert url.endswith("/result.png")
     assert error.message == REJECTED
-    assert vendor.count("GET", "/result.png") == 1
+    assert vendor.requests == []
+
+
+def test_rebinding_on_redirect_caught(monkeypatch, vendor, alias, context):
+    # The first hop is the provider; the redirect target's name rebinds to loopback.
+    alias.route("/result.png", Reply(200, png_bytes(), PNG))
+    port = alias.url.rsplit(":", 1)[1]
+    location = f"http://rebound.test:{port}/result.png"
+    url = vendor.route("/r", Reply(302, headers={"Location": location}))
+    stub_resolver(monkeypatch, [PUBLIC_IP])
+    monkeypatch.setattr(
+        urllib3.util.connection,
+        "create_connection",
+        redirect_connections("rebound.test", "127.0.0.2"),
+    )
+    error = fetch_error(url, vendor.url, context)
+
+    assert error.message == REJECTED
+    assert vendor.count("GET", "/r") == 1
+    assert alias.requests == []
+
+
+def redirect_connections(name: str, address: str):
+    """Return a create_connection that connects to `address` for the host `name`."""
+    connect = urllib3.util.connection.create_connection
+
+    def create_connection(target, *args, **kwargs):
+        host, port = target
+        return connect((address if host == name else host, port), *args, **kwargs)
+
+    return create_connection
+
+
+def test_provider_host_other_port_rejected(vendor, no_connections, context):
+    provider = "http://127.0.0.1:8000"
+    error = fetch_error(f"http://127.0.0.1:{closed_port()}/a.png", provider, context)
+
+    assert error.message == REJECTED
+
+
+def test_provider_default_port_trusted(no_connections):
+    check_url("https://gw.lan/files/a.png", ("gw.lan", 443))
+    check_url("https://gw.lan:443/files/a.png", ("gw.lan", 443))
+
+
+def test_trickling_body_meets_total_deadline(vendor, context):
+    # Each byte comes well within the read timeout, but the whole takes too long.
+    chunks = [b"x"] * 40
+    url = vendor.route("/trickle", Reply(200, headers=PNG, chunks=chunks, pause=0.05))
+    started = time.monotonic()
+    error = fetch_error(url, vendor.url, context, total_timeout=0.5)
+    elapsed = time.monotonic() - started
+
+    assert error.message == "The result download timed out."
+    assert elapsed < 1.5
 
 
 def test_redirect_within_provider(vendor, context):
