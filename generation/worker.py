@@ -102,9 +102,9 @@ class Worker:
                 self.run_one(job)
                 continue
             checked_at = 0.0
-            if self.burst:
+            if self.burst and not self._due_exists():
                 break
-            self.stopping.wait(self.poll_seconds)
+            self.stopping.wait(self._wait_seconds(listening=False))
         close_old_connections()
 
     def _run_threaded(self) -> None:
@@ -153,7 +153,9 @@ class Worker:
             if watch.grace_over(self.grace_seconds):
                 self.stop_now.set()
             return False
-        return self.burst and not claimed and not self.in_flight
+        # Due jobs held back by a cap run once other workers' jobs finish, so a
+        # burst worker waits for them rather than leaving them behind.
+        return self.burst and not claimed and not self.in_flight and not self._any_due()
 
     def _wait_seconds(self, listening: bool) -> float:
         if self.in_flight:
@@ -199,9 +201,10 @@ class Worker:
             return list(self.in_flight)
 
     def _any_due(self) -> bool:
-        return self.gate.run_first(
-            Job.objects.due().filter(queue__in=self.queues).exists
-        )
+        return self.gate.run_first(self._due_exists)
+
+    def _due_exists(self) -> bool:
+        return Job.objects.due().filter(queue__in=self.queues).exists()
 
     def _start(self, queue: str, job: Job) -> None:
         context = self.runner.context_for(job, monitored=True)

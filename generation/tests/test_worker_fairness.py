@@ -313,6 +313,35 @@ def test_queues_option_limits_claims(start_worker, catalog, owner_client):
     assert Job.objects.get(pk=image).status == Job.Status.COMPLETED
 
 
+@pytest.mark.parametrize("concurrency", ["1", "4"])
+def test_burst_worker_waits_for_capped_job(
+    start_worker, fast_model, heavy_user, concurrency
+):
+    # The user's one allowed job runs elsewhere, so the due job must wait for it.
+    elsewhere, waiting = queue_jobs(heavy_user, fast_model, 2, timezone.now())
+    Job.objects.filter(pk=elsewhere).update(
+        status=Job.Status.RUNNING,
+        attempts=1,
+        locked_by="another-worker",
+        locked_until=timezone.now() + timedelta(minutes=5),
+    )
+    worker = start_worker(
+        "--burst", "--concurrency", concurrency, USER_MAX_IN_FLIGHT="1"
+    )
+    worker.wait_for_log("worker started")
+    time.sleep(1.5)
+
+    assert worker.process.poll() is None, worker.log()
+    assert Job.objects.get(pk=waiting).status == Job.Status.QUEUED
+
+    Job.objects.filter(pk=elsewhere).update(
+        status=Job.Status.COMPLETED, locked_until=None
+    )
+
+    assert worker.wait(timeout=20) == 0, worker.log()
+    assert Job.objects.get(pk=waiting).status == Job.Status.COMPLETED
+
+
 def test_queues_option_rejects_unknown(start_worker):
     worker = start_worker("--queues", "bogus")
 
