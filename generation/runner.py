@@ -147,6 +147,7 @@ class JobRunner:
             provider_name=job.provider.name,
             limits=job.model.limits(),
             remote_task_id=job.remote_task_id,
+            progress=job.progress,
             reference=self._reference_for(job),
         )
 

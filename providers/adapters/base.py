@@ -45,6 +45,8 @@ class GenerationRequest:
     limits: dict[str, Any] = field(default_factory=dict)
     # The vendor task this job already started, when a worker resumes it.
     remote_task_id: str = ""
+    # The job's stored progress when this attempt began.
+    progress: int = 0
     reference: ReferenceImage | None = None
 
     @property

@@ -95,8 +95,9 @@ class ModelScopeAdapter:
             task_id,
         )
 
-        context.progress(SUBMITTED_PROGRESS)
-        urls = TaskPoller(client, request, context, task_id).wait()
+        poller = TaskPoller(client, request, context, task_id)
+        context.progress(poller.percent)
+        urls = poller.wait()
         if urls is None:
             return []
         return download_images(urls, request, context)
@@ -186,6 +187,10 @@ class TaskPoller:
         self.interval = settings.MODELSCOPE_POLL_SECONDS
         self.not_found_polls = 0
         self.percent = SUBMITTED_PROGRESS
+        if request.remote_task_id:
+            # A resumed task goes on from the progress users saw, not back to 5.
+            resumed = min(request.progress, WAITING_PROGRESS_CAP - 1)
+            self.percent = max(self.percent, resumed)
 
     def wait(self) -> list[str] | None:
         """Return the output image URLs, or None when the job must stop.

@@ -18,7 +18,7 @@ from generation.services import cancel_job
 from generation.tests.factories import body_of, fetch, submit
 from generation.worker import Worker
 from providers.adapters.base import GenerationRequest, ReferenceImage
-from providers.adapters.modelscope import submit_body
+from providers.adapters.modelscope import ModelScopeAdapter, submit_body
 from providers.catalog import DEFAULT_CATALOG, load_catalog
 from providers.models import ModelSpec, Provider
 from providers.tests.fakes.media import png_bytes
@@ -28,6 +28,7 @@ from providers.tests.fakes.modelscope import (
     TASK_PREFIX,
     ModelScopeFake,
 )
+from providers.tests.fakes.scripted import RecordingContext
 
 API_KEY = "ms-test-key-5f2c9a71"
 REMOTE_MODEL = "MusePublic/489_ckpt_FLUX_1"
@@ -541,3 +542,29 @@ def test_catalog_models_with_key(monkeypatch):
         assert all(
             64 <= int(side) <= 1024 for size in model.sizes for side in size.split("x")
         )
+
+
+@pytest.mark.parametrize(("stored", "first"), [(60, 60), (0, 5), (95, 89)])
+def test_resumed_task_progress_floor(stored, first):
+    with ModelScopeFake("slow") as fake:
+        request = GenerationRequest(
+            job_id="resumed-job",
+            kind="image",
+            remote_model=REMOTE_MODEL,
+            prompt=PROMPT,
+            params={"size": "512x512"},
+            base_url=fake.url,
+            api_key=API_KEY,
+            provider_name="modelscope-fake",
+            limits={"deadline_seconds": 30},
+            remote_task_id=fake.add_task(),
+            progress=stored,
+        )
+        context = RecordingContext()
+        files = ModelScopeAdapter().generate(request, context)
+
+    assert len(files) == 1
+    assert context.percents[0] == first
+    assert min(context.percents) == first
+    assert context.percents == sorted(context.percents)
+    assert fake.count("POST", SUBMIT_PATH) == 0
