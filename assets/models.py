@@ -3,10 +3,12 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+BLOB_DIR = "blobs"
+
 
 def blob_path(blob: "Blob", filename: str) -> str:
     digest = blob.sha256
-    return f"blobs/{digest[:2]}/{digest[2:4]}/{digest}{blob.extension}"
+    return f"{BLOB_DIR}/{digest[:2]}/{digest[2:4]}/{digest}{blob.extension}"
 
 
 class Blob(models.Model):

@@ -2,15 +2,20 @@
 
 import hashlib
 import logging
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import PurePosixPath
 
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.utils import timezone
 
 from assets.media import InvalidMedia, MediaInfo, make_poster, make_thumbnail, probe
-from assets.models import Asset, Blob, blob_path
+from assets.models import BLOB_DIR, Asset, Blob, blob_path
 from providers.adapters.base import ReferenceImage
 from providers.errors import ProviderError
 
@@ -41,9 +46,53 @@ def write_file(content: bytes, mime_type: str, extension: str) -> StoredFile:
     """Write `content` once under its sha256. Touches storage, not the database."""
     digest = hashlib.sha256(content).hexdigest()
     name = blob_path(Blob(sha256=digest, extension=extension), "")
-    if not default_storage.exists(name):
+    if default_storage.exists(name):
+        _mark_used(name)
+    else:
         default_storage.save(name, ContentFile(content))
     return StoredFile(digest, name, len(content), mime_type, extension)
+
+
+def _mark_used(name: str) -> None:
+    # A file about to be recorded again gets a fresh modification time, so
+    # unrecorded_files does not take it for an old leftover meanwhile.
+    try:
+        path = default_storage.path(name)
+    except NotImplementedError:
+        return
+    try:
+        os.utime(path)
+    except OSError as error:
+        logger.warning("could not touch stored file %s: %s", name, error)
+
+
+def unrecorded_files(min_age: timedelta) -> Iterator[tuple[str, int]]:
+    """Yield (name, size) of blob files older than `min_age` that no Blob records.
+
+    Such files are left when a job's worker loses the job after writing its
+    results, or dies before recording them.
+    """
+    cutoff = timezone.now() - min_age
+    for name in _blob_files():
+        digest = PurePosixPath(name).stem
+        if default_storage.get_modified_time(name) > cutoff:
+            continue
+        if Blob.objects.filter(pk=digest).exists():
+            continue
+        yield name, default_storage.size(name)
+
+
+def _blob_files() -> Iterator[str]:
+    if not default_storage.exists(BLOB_DIR):
+        return
+    first_levels, _ = default_storage.listdir(BLOB_DIR)
+    for first in sorted(first_levels):
+        second_levels, _ = default_storage.listdir(f"{BLOB_DIR}/{first}")
+        for second in sorted(second_levels):
+            folder = f"{BLOB_DIR}/{first}/{second}"
+            _, files = default_storage.listdir(folder)
+            for file_name in sorted(files):
+                yield f"{folder}/{file_name}"
 
 
 def record_blob(stored: StoredFile) -> Blob:
