@@ -17,7 +17,7 @@ MAX_IDEMPOTENCY_KEY_CHARS = Job._meta.get_field("idempotency_key").max_length
 
 def jobs_for(user):
     assets = Prefetch("assets", queryset=Asset.objects.order_by("created_at"))
-    jobs = Job.objects.visible_to(user).with_queue_position()
+    jobs = Job.objects.visible_to(user)
     return jobs.select_related("model").prefetch_related(assets)
 
 

@@ -1,17 +1,39 @@
 import uuid
+from collections.abc import Iterable
 
 from django.conf import settings
-from django.db import models
-from django.db.models import Case, Count, OuterRef, Q, Subquery, When
-from django.db.models.functions import Coalesce
+from django.db import connection, models
+from django.db.models import Q
 from django.utils import timezone
 
-
-def queued_ahead_of(run_after, created_at) -> Q:
-    """Match the queued jobs that a job with these times waits behind."""
-    earlier = Q(run_after__lt=run_after)
-    tied = Q(run_after=run_after, created_at__lt=created_at)
-    return Q(status=Job.Status.QUEUED) & (earlier | tied)
+# Queue positions in fair claim order (generation.claims): each user's first queued
+# job comes before anyone's second. Running jobs and caps are left out: an estimate.
+_POSITIONS_SQL = """
+WITH ranked AS (
+    SELECT id, queue, run_after, created_at,
+           ROW_NUMBER() OVER (
+               PARTITION BY owner_id, queue
+               ORDER BY run_after, created_at, id
+           ) AS turn
+    FROM {table}
+    WHERE status = %s
+)
+SELECT job.id, 1 + (
+    SELECT COUNT(*) FROM ranked AS other
+    WHERE other.queue = job.queue
+      AND (
+          other.turn < job.turn
+          OR (other.turn = job.turn AND other.run_after < job.run_after)
+          OR (
+              other.turn = job.turn
+              AND other.run_after = job.run_after
+              AND other.created_at < job.created_at
+          )
+      )
+)
+FROM ranked AS job
+WHERE job.id IN ({placeholders})
+"""
 
 
 class JobQuerySet(models.QuerySet):
@@ -27,23 +49,6 @@ class JobQuerySet(models.QuerySet):
         queued = Q(status=Job.Status.QUEUED, run_after__lte=now)
         orphaned = Q(status=Job.Status.RUNNING, locked_until__lt=now)
         return self.filter(queued | orphaned)
-
-    def with_queue_position(self) -> "JobQuerySet":
-        """Annotate `position_in_queue` in the same query, so lists avoid N+1."""
-        waits_behind = queued_ahead_of(OuterRef("run_after"), OuterRef("created_at"))
-        ahead = (
-            Job.objects.filter(waits_behind)
-            .order_by()
-            .values("status")
-            .annotate(count=Count("pk"))
-            .values("count")
-        )
-        position = Case(
-            When(status=Job.Status.QUEUED, then=Coalesce(Subquery(ahead), 0) + 1),
-            default=None,
-            output_field=models.IntegerField(),
-        )
-        return self.annotate(position_in_queue=position)
 
 
 class Job(models.Model):
@@ -139,10 +144,9 @@ class Job(models.Model):
         """Return 1 for the next queued job to run, or None when not queued."""
         if self.status != self.Status.QUEUED:
             return None
-        if hasattr(self, "position_in_queue"):
-            return self.position_in_queue
-        ahead = Job.objects.filter(queued_ahead_of(self.run_after, self.created_at))
-        return ahead.count() + 1
+        if not hasattr(self, "position_in_queue"):
+            attach_queue_positions([self])
+        return self.position_in_queue
 
 
 class ProviderCall(models.Model):
@@ -192,3 +196,27 @@ class WorkerProcess(models.Model):
         now = now or timezone.now()
         limit = 3 * settings.WORKER_HEARTBEAT_SECONDS
         return (now - self.heartbeat_at).total_seconds() < limit
+
+
+def queue_positions(job_ids: Iterable) -> dict:
+    """Return {job id: position} for the queued jobs among `job_ids`; 1 runs next."""
+    pk_field = Job._meta.pk
+    params = [pk_field.get_db_prep_value(pk, connection) for pk in job_ids]
+    if not params:
+        return {}
+    sql = _POSITIONS_SQL.format(
+        table=connection.ops.quote_name(Job._meta.db_table),
+        placeholders=", ".join(["%s"] * len(params)),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [Job.Status.QUEUED, *params])
+        rows = cursor.fetchall()
+    return {pk_field.to_python(pk): position for pk, position in rows}
+
+
+def attach_queue_positions(jobs: list[Job]) -> None:
+    """Set `position_in_queue` on each of `jobs` with one query for all of them."""
+    queued = [job.pk for job in jobs if job.status == Job.Status.QUEUED]
+    positions = queue_positions(queued)
+    for job in jobs:
+        job.position_in_queue = positions.get(job.pk)

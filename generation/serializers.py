@@ -2,7 +2,16 @@ from rest_framework import serializers
 
 from assets.serializers import AssetSerializer
 from billing.money import format_amount
-from generation.models import Job
+from generation.models import Job, attach_queue_positions
+
+
+class JobListSerializer(serializers.ListSerializer):
+    """List serializer that reads the queue positions of a page of jobs in one query."""
+
+    def to_representation(self, data):
+        jobs = list(data.all() if hasattr(data, "all") else data)
+        attach_queue_positions(jobs)
+        return super().to_representation(jobs)
 
 
 class JobSerializer(serializers.ModelSerializer):
@@ -14,6 +23,7 @@ class JobSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Job
+        list_serializer_class = JobListSerializer
         fields = [
             "id",
             "model",

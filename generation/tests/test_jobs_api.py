@@ -459,6 +459,41 @@ def test_queue_position_includes_others(catalog, owner_client, stranger_client) 
     assert response.data["queue_position"] == 2
 
 
+def test_queue_position_takes_turns(catalog, owner_client, stranger_client) -> None:
+    # Claims take turns between users, so a later user's first job comes second.
+    heavy = [submit(stranger_client).data["id"] for _ in range(5)]
+
+    light = submit(owner_client).data
+
+    assert light["queue_position"] == 2
+    positions = [
+        stranger_client.get(job_url(job_id)).data["queue_position"] for job_id in heavy
+    ]
+    assert positions == [1, 3, 4, 5, 6]
+
+
+def test_queue_position_per_queue(catalog, owner_client, stranger_client) -> None:
+    video_params = {"size": "640x360", "duration": 2}
+    submit(stranger_client, model="local-video", params=video_params)
+
+    image = submit(owner_client).data
+    video = submit(owner_client, model="local-video", params=video_params).data
+
+    assert image["queue_position"] == 1
+    assert video["queue_position"] == 2
+
+
+def test_job_list_positions(catalog, owner_client, stranger_client) -> None:
+    submit(stranger_client)
+    for _ in range(3):
+        submit(owner_client)
+
+    listed = owner_client.get("/api/jobs").data["results"]
+
+    positions = sorted(job["queue_position"] for job in listed)
+    assert positions == [2, 3, 4]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_queue_position_null_when_done(catalog, owner_client) -> None:
     first = submit(owner_client).data["id"]
@@ -798,7 +833,8 @@ def test_list_queries_fixed_completed(
 def test_list_queries_fixed_queued(
     catalog, owner_client, django_assert_num_queries
 ) -> None:
-    expected = 4
+    # One more than for finished jobs: the queue positions of the whole page.
+    expected = 5
     for _ in range(3):
         submit(owner_client)
     list_jobs_counting(owner_client, django_assert_num_queries, expected, 3)
