@@ -20,6 +20,7 @@ from generation.tests.factories import (
     submit,
 )
 from generation.validation import MAX_SEED
+from lightsource.pagination import Pagination
 from providers import registry
 from providers.errors import ProviderError
 from providers.models import ModelSpec
@@ -738,6 +739,18 @@ def test_list_newest_first(catalog, owner_client) -> None:
     results = owner_client.get("/api/jobs").data["results"]
 
     assert [job["id"] for job in results] == [second, first]
+
+
+def test_list_limit_capped(catalog, owner_client, monkeypatch) -> None:
+    monkeypatch.setattr(Pagination, "max_limit", 2)
+    for _ in range(3):
+        submit(owner_client)
+
+    response = owner_client.get("/api/jobs?limit=1000")
+
+    assert response.data["count"] == 3
+    assert len(response.data["results"]) == 2
+    assert response.data["next"] is not None
 
 
 def test_list_rejects_anonymous(anonymous_client, owner_job) -> None:
