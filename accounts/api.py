@@ -1,7 +1,11 @@
 from rest_framework import permissions, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
+from rest_framework_simplejwt.views import (
+    TokenBlacklistView,
+    TokenObtainPairView,
+    TokenRefreshView,
+)
 
 from accounts.serializers import RegisterSerializer, UserSerializer
 from accounts.services import register_user
@@ -28,6 +32,17 @@ class LoginView(TokenObtainPairView):
 
 class RefreshView(TokenRefreshView):
     pass
+
+
+class LogoutView(TokenBlacklistView):
+    """Endpoint that revokes a refresh token; access tokens live until they expire."""
+
+    @rate_limited("auth-logout", key="ip")
+    def post(self, request, *args, **kwargs):
+        response = super().post(request, *args, **kwargs)
+        response.status_code = status.HTTP_204_NO_CONTENT
+        response.data = None
+        return response
 
 
 class MeView(APIView):

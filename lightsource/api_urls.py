@@ -12,6 +12,7 @@ urlpatterns = [
     path("auth/register", accounts_api.RegisterView.as_view(), name="register"),
     path("auth/login", accounts_api.LoginView.as_view(), name="login"),
     path("auth/refresh", accounts_api.RefreshView.as_view(), name="refresh"),
+    path("auth/logout", accounts_api.LogoutView.as_view(), name="logout"),
     path("auth/me", accounts_api.MeView.as_view(), name="me"),
     path("jobs", generation_api.JobListView.as_view(), name="jobs"),
     path("jobs/<uuid:pk>", generation_api.JobDetailView.as_view(), name="job"),

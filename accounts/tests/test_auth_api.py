@@ -150,6 +150,83 @@ def test_refresh_rejects_access_token(anonymous_client, owner) -> None:
     assert response.status_code == 401
 
 
+def refresh_with(client, refresh: str):
+    return client.post("/api/auth/refresh", {"refresh": refresh}, format="json")
+
+
+def test_refresh_rotates_refresh_token(anonymous_client, owner) -> None:
+    first = login(anonymous_client, "owner").data["refresh"]
+
+    rotated = refresh_with(anonymous_client, first)
+    reused = refresh_with(anonymous_client, first)
+
+    assert rotated.status_code == 200
+    assert rotated.data["refresh"] != first
+    assert reused.status_code == 401
+    assert reused.data["code"] == "token_not_valid"
+    assert refresh_with(anonymous_client, rotated.data["refresh"]).status_code == 200
+
+
+def test_logout_revokes_refresh_token(anonymous_client, owner) -> None:
+    refresh = login(anonymous_client, "owner").data["refresh"]
+
+    response = anonymous_client.post(
+        "/api/auth/logout", {"refresh": refresh}, format="json"
+    )
+
+    assert response.status_code == 204
+    assert refresh_with(anonymous_client, refresh).status_code == 401
+
+
+def test_logout_leaves_other_sessions(anonymous_client, owner) -> None:
+    # Each login is its own session: logging one out keeps the other.
+    phone = login(anonymous_client, "owner").data["refresh"]
+    laptop = login(anonymous_client, "owner").data["refresh"]
+
+    anonymous_client.post("/api/auth/logout", {"refresh": phone}, format="json")
+
+    assert refresh_with(anonymous_client, laptop).status_code == 200
+
+
+@pytest.mark.django_db
+def test_logout_rejects_bad_token(anonymous_client) -> None:
+    response = anonymous_client.post(
+        "/api/auth/logout", {"refresh": "not-a-token"}, format="json"
+    )
+
+    assert response.status_code == 401
+    assert response.data["code"] == "token_not_valid"
+
+
+@pytest.mark.django_db
+def test_logout_requires_refresh(anonymous_client) -> None:
+    response = anonymous_client.post("/api/auth/logout", {}, format="json")
+
+    assert response.status_code == 400
+    assert error_codes(response.data["refresh"]) == ["required"]
+
+
+def test_logout_twice_rejected(anonymous_client, owner) -> None:
+    refresh = login(anonymous_client, "owner").data["refresh"]
+    body = {"refresh": refresh}
+
+    anonymous_client.post("/api/auth/logout", body, format="json")
+    again = anonymous_client.post("/api/auth/logout", body, format="json")
+
+    assert again.status_code == 401
+
+
+def test_staff_logout_own_token(anonymous_client, staff) -> None:
+    refresh = login(anonymous_client, staff.username).data["refresh"]
+
+    response = anonymous_client.post(
+        "/api/auth/logout", {"refresh": refresh}, format="json"
+    )
+
+    assert response.status_code == 204
+    assert refresh_with(anonymous_client, refresh).status_code == 401
+
+
 def test_me_shows_own_data(owner_client, owner) -> None:
     topup(owner, 1250, "test")
 
