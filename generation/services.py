@@ -55,7 +55,7 @@ def _create_job(user, model, prompt: str, params: dict, key: str | None) -> Job:
         provider=model.provider,
         remote_model=model.remote_name,
         queue=model.kind,
-        price=model.price * params.get("n", 1),
+        price=model.price_for(params),
         prompt=prompt,
         params=params,
         idempotency_key=key or None,

@@ -32,6 +32,7 @@ MODEL_OPTIONAL = {
     "supports": list,
     "enabled": bool,
     "sort_order": int,
+    "price_unit": str,
 }
 SIZE_PATTERN = re.compile(r"[0-9]{1,5}x[0-9]{1,5}")
 
@@ -113,6 +114,7 @@ def upsert_model(entry: Any) -> ModelSpec:
     values["remote_name"] = str(entry["remote_name"])
     values["price"] = _price(entry["price"], name)
     values.update(_optional_fields(entry, name))
+    _check_price_unit(values, entry["kind"], name)
     model, _ = ModelSpec.objects.update_or_create(name=name, defaults=values)
     return model
 
@@ -151,6 +153,14 @@ def _optional_fields(entry: dict, name: str) -> dict:
         values[field] = value
     _check_items(values, name)
     return values
+
+
+def _check_price_unit(values: dict, kind: str, name: str) -> None:
+    unit = values.get("price_unit", ModelSpec.PriceUnit.JOB)
+    if unit not in ModelSpec.PriceUnit.values:
+        raise CatalogError(f"model {name}: price_unit must be 'job' or 'second'.")
+    if unit == ModelSpec.PriceUnit.SECOND and kind != ModelSpec.Kind.VIDEO:
+        raise CatalogError(f"model {name}: price_unit 'second' needs a video model.")
 
 
 def _check_items(values: dict, name: str) -> None:

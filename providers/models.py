@@ -61,6 +61,10 @@ class ModelSpec(models.Model):
         IMAGE = "image", "Image"
         VIDEO = "video", "Video"
 
+    class PriceUnit(models.TextChoices):
+        JOB = "job", "per output"
+        SECOND = "second", "per second of video"
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.SlugField(max_length=100, unique=True)
     label = models.CharField(max_length=200, blank=True)
@@ -72,6 +76,7 @@ class ModelSpec(models.Model):
     remote_name = models.CharField(max_length=200)
     # In the minor unit of settings.CURRENCY.
     price = models.BigIntegerField(default=0, validators=[MinValueValidator(0)])
+    price_unit = models.CharField(max_length=10, choices=PriceUnit, default="job")
     sizes = models.JSONField(default=list, blank=True)
     max_prompt_chars = models.PositiveIntegerField(default=2000)
     durations = models.JSONField(default=list, blank=True)
@@ -103,6 +108,14 @@ class ModelSpec(models.Model):
     @property
     def price_display(self) -> Decimal:
         return format_amount(self.price)
+
+    def price_for(self, params: dict) -> int:
+        """Return the price of a job with these validated params: per output, or
+        per second of each output for a per-second video model."""
+        price = self.price * params.get("n", 1)
+        if self.price_unit == self.PriceUnit.SECOND:
+            price *= params["duration"]
+        return price
 
     @property
     def default_size(self) -> str:

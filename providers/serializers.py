@@ -18,6 +18,7 @@ class ModelSpecSerializer(serializers.ModelSerializer):
             "kind",
             "provider_kind",
             "price",
+            "price_unit",
             "sizes",
             "durations",
             "max_n",

@@ -442,6 +442,22 @@ def test_submit_fills_default_duration(catalog, owner_client) -> None:
 # Queue position
 
 
+@pytest.mark.parametrize(("duration", "expected"), [(2, 200), (4, 400)])
+def test_per_second_price_times_duration(
+    catalog, owner, owner_client, duration, expected
+) -> None:
+    ModelSpec.objects.filter(name="local-video").update(price=100, price_unit="second")
+    topup(owner, 1000, "test")
+    params = {"size": "640x360", "duration": duration}
+
+    response = submit(owner_client, model="local-video", params=params)
+
+    assert response.status_code == 201
+    assert response.data["price"] == f"{expected / 100:.2f}"
+    assert hold_of(response.data["id"]).amount == expected
+    assert balance_of(owner) == 1000 - expected
+
+
 def test_queue_position_counts_ahead(catalog, owner_client) -> None:
     first = submit(owner_client)
     second = submit(owner_client)

@@ -136,6 +136,16 @@ def test_loadcatalog_leaves_absent_entries(write_catalog):
     assert ModelSpec.objects.filter(name="test-image").exists()
 
 
+def test_loadcatalog_stores_price_unit(write_catalog):
+    video = image_model(
+        name="test-video", kind="video", durations=[4, 8], price_unit="second"
+    )
+    load_catalog_file(write_catalog(models=[image_model(), video]))
+
+    assert ModelSpec.objects.get(name="test-video").price_unit == "second"
+    assert ModelSpec.objects.get(name="test-image").price_unit == "job"
+
+
 BROKEN_MODELS = {
     "unknown provider": {"provider": "nowhere"},
     "bad kind": {"kind": "audio"},
@@ -152,6 +162,8 @@ BROKEN_MODELS = {
     "durations as text": {"durations": ["4"]},
     "boolean max_n": {"max_n": True},
     "text max_prompt_chars": {"max_prompt_chars": "2000"},
+    "unknown price_unit": {"price_unit": "minute"},
+    "per-second image": {"price_unit": "second"},
 }
 
 

@@ -31,6 +31,7 @@ def test_models_entry_shape(owner_client, catalog):
     assert image["kind"] == "image"
     assert image["provider_kind"] == "local"
     assert image["price"] == "0.00"
+    assert image["price_unit"] == "job"
     assert image["sizes"][0] == "1024x1024"
     assert image["max_n"] == 4
 
