@@ -6,9 +6,13 @@ Names other than loopback go through the stubbed resolver in providers.download.
 """
 
 import base64
+import contextlib
 import dataclasses
 import gzip
 import json
+import socket
+import threading
+import time
 
 import pytest
 import urllib3.util.connection
@@ -77,7 +81,9 @@ def make_client(base_url: str, context) -> VendorClient:
     )
 
 
-def fetch_error(url: str, provider_url: str, max_bytes=1_000_000) -> ProviderError:
+def fetch_error(
+    url: str, provider_url: str, max_bytes=1_000_000, total_timeout=10.0
+) -> ProviderError:
     with pytest.raises(ProviderError) as caught:
         download_result(
             url,
@@ -86,9 +92,36 @@ def fetch_error(url: str, provider_url: str, max_bytes=1_000_000) -> ProviderErr
             max_bytes=max_bytes,
             connect_timeout=1.0,
             read_timeout=2.0,
-            total_timeout=10.0,
+            total_timeout=total_timeout,
         )
     return caught.value
+
+
+@contextlib.contextmanager
+def raw_server(pieces: list[bytes], pause: float):
+    """Serve one connection on loopback: write `pieces` with `pause` seconds between.
+
+    Yields the server's base URL. The bytes go out as they are, so a test can
+    send what ScriptedVendor cannot: headers cut anywhere, or interim replies.
+    """
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        with contextlib.suppress(OSError), listener.accept()[0] as client:
+            client.recv(65536)
+            for piece in pieces:
+                client.sendall(piece)
+                time.sleep(pause)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        listener.close()
+        thread.join(timeout=10)
 
 
 # The bearer key and the host check of VendorClient.
@@ -292,3 +325,57 @@ def test_recorded_calls_hide_key(vendor):
     recorded = json.dumps([dataclasses.asdict(call) for call in context.calls])
     assert API_KEY not in recorded
     assert API_KEY not in caught.value.message
+
+
+# The total deadline, against replies that keep each read under the read timeout.
+
+PNG_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nConnection: close\r\n"
+TRICKLE = 40
+TRICKLE_PAUSE = 0.05
+
+
+def timed_fetch_error(base_url: str) -> tuple[ProviderError, float]:
+    started = time.monotonic()
+    error = fetch_error(base_url + "/a.png", base_url, total_timeout=0.5)
+    return error, time.monotonic() - started
+
+
+def test_trickled_headers_meet_deadline():
+    # One header name, a byte at a time: each read returns well within the
+    # read timeout, and the body, where the deadline is checked, never starts.
+    pieces = [PNG_HEAD] + [b"X"] * TRICKLE + [b": 1\r\n\r\nbody"]
+    with raw_server(pieces, TRICKLE_PAUSE) as base_url:
+        error, elapsed = timed_fetch_error(base_url)
+
+    assert error.message == "The result download timed out."
+    assert elapsed < 1.5
+
+
+def test_endless_continues_meet_deadline():
+    # http.client reads and drops any number of 100 Continue replies.
+    pieces = [b"HTTP/1.1 100 Continue\r\n\r\n"] * TRICKLE + [PNG_HEAD + b"\r\nx"]
+    with raw_server(pieces, TRICKLE_PAUSE) as base_url:
+        error, elapsed = timed_fetch_error(base_url)
+
+    assert error.message == "The result download timed out."
+    assert elapsed < 1.5
+
+
+def test_empty_gzip_meets_deadline():
+    # A gzip header with a comment decodes to no bytes, and read1() keeps
+    # reading the socket until it has decoded some, so it never returns.
+    gzip_with_comment = b"\x1f\x8b\x08\x10\x00\x00\x00\x00\x00\xff"
+    head = PNG_HEAD + b"Content-Encoding: gzip\r\n\r\n" + gzip_with_comment
+    with raw_server([head] + [b"c"] * TRICKLE, TRICKLE_PAUSE) as base_url:
+        error, elapsed = timed_fetch_error(base_url)
+
+    assert error.message == "The result download timed out."
+    assert elapsed < 1.5
+
+
+def test_invalid_redirect_location_fails():
+    reply = b"HTTP/1.1 302 Found\r\nLocation: http://[::1/a.png\r\n"
+    with raw_server([reply + b"Content-Length: 0\r\n\r\n"], 0) as base_url:
+        error = fetch_error(base_url + "/a.png", base_url)
+
+    assert error.code == "result_download_failed"
