@@ -6,9 +6,11 @@ redirect and again at each connected socket before a byte is sent, except the
 provider's own configured host and port (a gateway on the LAN).
 """
 
+import contextlib
 import ipaddress
 import logging
 import socket
+import threading
 import time
 from functools import partial
 from urllib.parse import urljoin
@@ -35,6 +37,7 @@ logger = logging.getLogger(__name__)
 CHUNK_BYTES = 64 * 1024
 EXPIRED_STATUSES = (403, 404, 410)
 _CONNECTION_FAILED = "The result could not be downloaded: the connection failed."
+_INVALID_REDIRECT = "The result link redirected to an invalid URL."
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -153,7 +156,7 @@ def download_result(
         deadline=started + total_timeout,
     )
 
-    with _guarded_session(trusted) as session:
+    with _guarded_session(download.admit) as session, download.watchdog:
         try:
             result = download.fetch(session, url, call, max_redirects)
         except ProviderError as error:
@@ -178,8 +181,29 @@ class _Download:
         self.max_bytes = max_bytes
         self.timeout = timeout
         self.deadline = deadline
+        self.watchdog = _Watchdog(deadline)
+
+    def admit(self, host: str, port: int, sock: socket.socket) -> bool:
+        """Watch a new connection's socket, and return whether its peer is allowed."""
+        self.watchdog.watch(sock)
+        return _peer_allowed(self.trusted, host, port, sock)
 
     def fetch(
+        self, session: requests.Session, url: str, call: VendorCall, max_redirects: int
+    ) -> ResultFile:
+        # When the watchdog shuts the sockets down, a read fails or returns a
+        # body cut short, so an expired deadline overrides either outcome.
+        try:
+            result = self._fetch(session, url, call, max_redirects)
+        except ProviderError:
+            if self.watchdog.expired:
+                raise _timed_out() from None
+            raise
+        if self.watchdog.expired:
+            raise _timed_out()
+        return result
+
+    def _fetch(
         self, session: requests.Session, url: str, call: VendorCall, max_redirects: int
     ) -> ResultFile:
         try:
@@ -203,15 +227,30 @@ class _Download:
         self, session: requests.Session, url: str, max_redirects: int
     ) -> requests.Response:
         for _ in range(max_redirects + 1):
+            if time.monotonic() > self.deadline:
+                raise _timed_out()
             check_url(url, self.trusted)
-            response = session.get(
-                url, stream=True, timeout=self.timeout, allow_redirects=False
-            )
+            response = self._get(session, url)
             if not response.is_redirect:
                 return response
             response.close()
-            url = urljoin(url, response.headers["Location"])
+            try:
+                url = urljoin(url, response.headers["Location"])
+            except ValueError:
+                raise _failed(_INVALID_REDIRECT) from None
         raise _failed("The result link redirected too many times.")
+
+    def _get(self, session: requests.Session, url: str) -> requests.Response:
+        try:
+            return session.get(
+                url, stream=True, timeout=self.timeout, allow_redirects=False
+            )
+        except requests.RequestException:
+            raise
+        except ValueError:
+            # requests parses the Location of a redirect even when it does not
+            # follow it, and urlparse raises ValueError for some invalid ones.
+            raise _failed(_INVALID_REDIRECT) from None
 
     def _read_limited(self, response: requests.Response) -> bytes:
         # read1 returns after a single read of the socket, so a server that sends
@@ -235,13 +274,69 @@ class _Download:
             chunks.append(chunk)
 
 
-def _guarded_session(trusted: tuple[str, int]) -> requests.Session:
-    """Return a session whose connections check the address they reached."""
+class _Watchdog:
+    """Timer that shuts down every socket of one download at its deadline.
+
+    The read timeout bounds each socket read, but not the number of reads that
+    the response headers, interim 1xx replies, chunk-size lines or a compressed
+    body decoding to no bytes can take. The code checks the clock only between
+    redirects and between body reads, so this thread ends the reads in between.
+    NOTE: a socket is watched once connected, so name resolution and connecting
+    (connect_timeout for each address) can still run past the deadline.
+    """
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.expired = False
+        self._lock = threading.Lock()
+        # Duplicates of the download's sockets, so that shutting one down stays
+        # safe after urllib3 closes the original, or TLS takes it over.
+        self._sockets: list[socket.socket] = []
+        self._timer: threading.Timer | None = None
+
+    def __enter__(self) -> "_Watchdog":
+        delay = max(self.deadline - time.monotonic(), 0.0)
+        self._timer = threading.Timer(delay, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._timer.cancel()
+        with self._lock:
+            for sock in self._sockets:
+                sock.close()
+            self._sockets.clear()
+
+    def watch(self, sock: socket.socket) -> None:
+        """Shut `sock` down at the deadline, or now when it has passed."""
+        with self._lock:
+            duplicate = sock.dup()
+            self._sockets.append(duplicate)
+            if self.expired:
+                _shut_down(duplicate)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                _shut_down(sock)
+
+
+def _shut_down(sock: socket.socket) -> None:
+    # shutdown() acts on the connection, not the descriptor, so a read blocked
+    # on the original socket returns at once.
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _guarded_session(admit) -> requests.Session:
+    """Return a session whose new connections must pass `admit(host, port, sock)`."""
     session = requests.Session()
     # Proxies from the environment would hide the address the guard checks.
     session.trust_env = False
     session.headers["User-Agent"] = USER_AGENT
-    adapter = _GuardedAdapter(partial(_peer_allowed, trusted))
+    adapter = _GuardedAdapter(admit)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
