@@ -160,6 +160,74 @@ def test_claim_batch_skips_locked_rows(fast_model, heavy_user, settings):
     assert claimed == job_ids[8:16]
 
 
+def claim_and_hold(claimed: list, ready: threading.Event, release: threading.Event):
+    """In another connection, claim 2 jobs and keep them uncommitted until `release`."""
+    try:
+        with transaction.atomic():
+            claimed.extend(job.pk for job in claim_batch("w1", "image", 2))
+            ready.set()
+            release.wait(timeout=30)
+    finally:
+        ready.set()
+        connection.close()
+
+
+def claim_beside_uncommitted_claim() -> tuple[list, list]:
+    """Claim 2 jobs while another worker's claim of 2 stays uncommitted for 0.5 s.
+
+    Returns the ids the other worker claimed, then the ids claimed here. The
+    other claim commits on a timer, so a claim here that waits for it returns.
+    """
+    first: list = []
+    ready, release = threading.Event(), threading.Event()
+    other_worker = threading.Thread(target=claim_and_hold, args=(first, ready, release))
+    other_worker.start()
+    try:
+        assert ready.wait(timeout=10)
+        threading.Timer(0.5, release.set).start()
+        second = [job.pk for job in claim_batch("w2", "image", 2)]
+    finally:
+        release.set()
+        other_worker.join()
+    return first, second
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="row locks need PostgreSQL"
+)
+def test_concurrent_claims_keep_user_cap(fast_model, heavy_user, settings):
+    # The first claimer's rows are locked and its jobs not yet committed as
+    # running, so the second counts none running and claims past the locked rows.
+    settings.USER_MAX_IN_FLIGHT = 2
+    queue_jobs(heavy_user, fast_model, 6, timezone.now() - timedelta(hours=1))
+
+    first, second = claim_beside_uncommitted_claim()
+
+    assert len(first) == 2
+    assert second == []
+    assert running_per_owner() == {"heavy": 2}
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="row locks need PostgreSQL"
+)
+def test_concurrent_claims_keep_provider_cap(
+    fast_model, heavy_user, light_user, settings
+):
+    settings.USER_MAX_IN_FLIGHT = 0
+    settings.PROVIDER_MAX_IN_FLIGHT = 2
+    since = timezone.now() - timedelta(hours=1)
+    queue_jobs(heavy_user, fast_model, 3, since)
+    queue_jobs(light_user, fast_model, 3, since)
+
+    first, second = claim_beside_uncommitted_claim()
+    running = Job.objects.filter(status=Job.Status.RUNNING)
+
+    assert len(first) == 2
+    assert second == []
+    assert running.filter(provider=fast_model.provider).count() == 2
+
+
 def test_claim_batch_caps_user_in_flight(crowded_queue, settings):
     settings.USER_MAX_IN_FLIGHT = 3
 
