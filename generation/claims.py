@@ -17,6 +17,10 @@ from generation.queue import lease_deadline
 
 logger = logging.getLogger(__name__)
 
+# Key of the PostgreSQL advisory lock that makes claims take turns: the ASCII
+# bytes of "LSCLAIM". No other code in this project takes advisory locks.
+CLAIM_LOCK_KEY = 0x4C53_434C_4149_4D
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -147,11 +151,16 @@ def _within_caps(candidates: list[Candidate], limit: int) -> list[Candidate]:
 def _take_locked(
     queue: str, limit: int, running_here: Collection, worker_id: str
 ) -> list:
-    # Workers claiming at the same moment choose the same best candidates, and
-    # the first one's locks hide them from the others until it commits. So the
-    # others choose again without those, reading the due jobs after them,
-    # instead of claiming nothing while jobs wait. Rows this transaction has
-    # locked already are locked again, not skipped.
+    # The caps count the jobs that committed claims have set running, and a
+    # concurrent claim's jobs are not committed yet, so claims take turns. The
+    # advisory lock is released when the transaction ends.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CLAIM_LOCK_KEY])
+
+    # Rows locked by another transaction, such as an update of a job a worker
+    # runs, are skipped: the claim chooses again without them, reading the due
+    # jobs after them, instead of claiming nothing while jobs wait. Rows this
+    # transaction has locked already are locked again, not skipped.
     busy: set = set()
     while True:
         candidates = _candidates(queue, limit, {*running_here, *busy})
