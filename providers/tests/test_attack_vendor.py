@@ -13,6 +13,7 @@ import json
 import socket
 import threading
 import time
+import tracemalloc
 
 import pytest
 import urllib3.util.connection
@@ -379,3 +380,29 @@ def test_invalid_redirect_location_fails():
         error = fetch_error(base_url + "/a.png", base_url)
 
     assert error.code == "result_download_failed"
+
+
+def test_tiny_reads_keep_memory_small():
+    # Each read of one byte kept as its own bytes object costs about 33 bytes
+    # of memory, so a body sent a byte at a time took far more than its size.
+    body_size = 50_000
+    pieces = [PNG_HEAD + b"\r\n"] + [b"x"] * body_size
+    with raw_server(pieces, 0) as base_url:
+        tracemalloc.start()
+        try:
+            content = download_result(
+                base_url + "/a.png",
+                provider_base_url=base_url,
+                context=RecordingContext(),
+                max_bytes=1_000_000,
+                connect_timeout=1.0,
+                read_timeout=2.0,
+                total_timeout=30.0,
+            ).content
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    assert len(content) == body_size
+    # The bound leaves room for the session, its threads and the final copy.
+    assert peak < 10 * body_size
