@@ -255,8 +255,8 @@ class _Download:
     def _read_limited(self, response: requests.Response) -> bytes:
         # read1 returns after a single read of the socket, so a server that sends
         # one byte at a time, each within the read timeout, still hits the deadline.
-        chunks: list[bytes] = []
-        total = 0
+        # One bytearray takes such reads without a bytes object for each.
+        content = bytearray()
         while True:
             if time.monotonic() > self.deadline:
                 raise _timed_out()
@@ -267,11 +267,10 @@ class _Download:
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 raise _failed(_CONNECTION_FAILED) from exc
             if not chunk:
-                return b"".join(chunks)
-            total += len(chunk)
-            if total > self.max_bytes:
+                return bytes(content)
+            if len(content) + len(chunk) > self.max_bytes:
                 raise _too_large(self.max_bytes)
-            chunks.append(chunk)
+            content += chunk
 
 
 class _Watchdog:
