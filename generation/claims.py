@@ -47,15 +47,20 @@ def claim_batch(
     """
     with transaction.atomic():
         if connection.features.has_select_for_update_skip_locked:
-            taken = _take_locked(queue, limit, running_here, worker_id)
-        else:
-            candidates = _candidates(queue, limit, running_here)
-            chosen = _within_caps(candidates, limit)
-            taken = [c.pk for c in chosen if _take_one(c, worker_id)]
+            return _take_locked(queue, limit, running_here, worker_id)
+
+        candidates = _candidates(queue, limit, running_here)
+        chosen = _within_caps(candidates, limit)
+        taken = [c.pk for c in chosen if _take_one(c, worker_id)]
     if not taken:
         return []
-    jobs = Job.objects.select_related("model", "provider", "owner").filter(pk__in=taken)
+    jobs = _with_relations(Job.objects.filter(pk__in=taken))
     return sorted(jobs, key=lambda job: taken.index(job.pk))
+
+
+def _with_relations(jobs):
+    # The runner reads the job's model, provider and owner.
+    return jobs.select_related("model", "provider", "owner")
 
 
 def claim_next(worker_id: str, queues: tuple[str, ...] = ("image", "video")):
@@ -150,7 +155,7 @@ def _within_caps(candidates: list[Candidate], limit: int) -> list[Candidate]:
 
 def _take_locked(
     queue: str, limit: int, running_here: Collection, worker_id: str
-) -> list:
+) -> list[Job]:
     # The caps count the jobs that committed claims have set running, and a
     # concurrent claim's jobs are not committed yet, so claims take turns. The
     # advisory lock is released when the transaction ends.
@@ -165,19 +170,28 @@ def _take_locked(
     while True:
         candidates = _candidates(queue, limit, {*running_here, *busy})
         ids = [c.pk for c in _within_caps(candidates, limit)]
-        locked = set(
-            Job.objects.due()
-            .filter(pk__in=ids)
+        locked = {
+            job.pk: job
+            for job in _with_relations(Job.objects.due().filter(pk__in=ids))
             .select_for_update(skip_locked=True, of=("self",))
-            .values_list("pk", flat=True)
-        )
+            .order_by()
+        }
         if len(locked) == len(ids):
             break
-        busy.update(set(ids) - locked)
+        busy.update(set(ids) - set(locked))
 
-    if ids:
-        Job.objects.filter(pk__in=ids).update(**_claim_fields(worker_id))
-    return ids
+    if not ids:
+        return []
+    fields = _claim_fields(worker_id)
+    Job.objects.filter(pk__in=ids).update(**fields, attempts=F("attempts") + 1)
+    # The rows are locked, so the values read above plus this update are what
+    # the database now holds, and the claimed jobs need no second read.
+    jobs = [locked[pk] for pk in ids]
+    for job in jobs:
+        job.attempts += 1
+        for name, value in fields.items():
+            setattr(job, name, value)
+    return jobs
 
 
 def _take_one(candidate: Candidate, worker_id: str) -> bool:
@@ -185,15 +199,15 @@ def _take_one(candidate: Candidate, worker_id: str) -> bool:
     # makes two workers' claims of one job exclusive.
     claimed = Job.objects.filter(
         pk=candidate.pk, attempts=candidate.attempts, status=candidate.status
-    ).update(**_claim_fields(worker_id))
+    ).update(**_claim_fields(worker_id), attempts=F("attempts") + 1)
     return bool(claimed)
 
 
 def _claim_fields(worker_id: str) -> dict:
+    """Return the claim's update apart from counting the attempt."""
     now = timezone.now()
     return {
         "status": Job.Status.RUNNING,
-        "attempts": F("attempts") + 1,
         "locked_by": worker_id,
         "locked_until": lease_deadline(),
         "started_at": now,

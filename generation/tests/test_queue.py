@@ -448,3 +448,15 @@ def test_runner_marks_context_finished(job, worker, use_adapter):
 
     assert context.finished.is_set()
     assert Job.objects.get(pk=job.pk).status == Job.Status.COMPLETED
+
+
+def test_claim_fields_match_database(catalog, owner):
+    submit_job(owner, "local-image", "a lighthouse", {"size": "512x512"})
+
+    (claimed,) = claims.claim_batch("worker-a", "image", 1)
+
+    stored = Job.objects.get(pk=claimed.pk)
+    for name in ("status", "attempts", "locked_by", "locked_until", "started_at"):
+        assert getattr(claimed, name) == getattr(stored, name), name
+    assert claimed.model.name == "local-image"
+    assert claimed.owner == owner
