@@ -1,12 +1,14 @@
 """Wallet operations. Every change of a balance writes a ledger entry."""
 
 import logging
+from collections.abc import Collection
 
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from billing.models import Hold, LedgerEntry, Wallet
+from lightsource.db import update_returning
 
 logger = logging.getLogger(__name__)
 
@@ -25,10 +27,13 @@ def wallet_for(user) -> Wallet:
 
 def _add_to_balance(wallet_id, amount: int) -> int:
     """Add `amount` (may be negative) and return the new balance, row locked."""
-    Wallet.objects.filter(pk=wallet_id).update(
-        balance=F("balance") + amount, updated_at=timezone.now()
+    rows = update_returning(
+        Wallet.objects.filter(pk=wallet_id),
+        ["balance"],
+        balance=F("balance") + amount,
+        updated_at=timezone.now(),
     )
-    return Wallet.objects.values_list("balance", flat=True).get(pk=wallet_id)
+    return rows[0][0]
 
 
 @transaction.atomic
@@ -87,39 +92,54 @@ _SETTLEMENT_KINDS = {
 @transaction.atomic(savepoint=False)
 def capture_hold(job) -> bool:
     """Keep the held money as the job's payment. Returns False if already settled."""
-    return _settle(job, Hold.Status.CAPTURED)
+    return bool(_settle([job.pk], Hold.Status.CAPTURED))
+
+
+@transaction.atomic(savepoint=False)
+def capture_holds(job_ids: Collection) -> set:
+    """Capture the holds of `job_ids` in three queries; return the ids settled now."""
+    return _settle(job_ids, Hold.Status.CAPTURED)
 
 
 @transaction.atomic(savepoint=False)
 def release_hold(job) -> bool:
     """Return the held money to the balance. Returns False if already settled."""
-    return _settle(job, Hold.Status.RELEASED)
+    return bool(_settle([job.pk], Hold.Status.RELEASED))
 
 
-def _settle(job, status: str) -> bool:
-    # The conditional update lets only one caller move the hold out of "held";
+def _settle(job_ids: Collection, status: str) -> set:
+    # The conditional update lets only one caller move a hold out of "held";
     # the ledger's unique constraint backs that up in the database itself.
-    settled = Hold.objects.filter(job=job, status=Hold.Status.HELD).update(
-        status=status, settled_at=timezone.now()
+    settled = update_returning(
+        Hold.objects.filter(job_id__in=job_ids, status=Hold.Status.HELD),
+        ["id", "wallet_id", "job_id", "amount"],
+        status=status,
+        settled_at=timezone.now(),
     )
     if not settled:
-        return False
+        return set()
 
-    hold = Hold.objects.get(job=job)
-    refund = hold.amount if status == Hold.Status.RELEASED else 0
-    if refund:
-        balance = _add_to_balance(hold.wallet_id, refund)
-    else:
+    entries = []
+    balances = _balances({wallet_id for _, wallet_id, _, _ in settled})
+    for hold_id, wallet_id, _, amount in settled:
         # A capture moves no money: the hold already took it from the balance.
-        balance = Wallet.objects.values_list("balance", flat=True).get(
-            pk=hold.wallet_id
+        refund = amount if status == Hold.Status.RELEASED else 0
+        if refund:
+            balances[wallet_id] = _add_to_balance(wallet_id, refund)
+        entries.append(
+            LedgerEntry(
+                wallet_id=wallet_id,
+                kind=_SETTLEMENT_KINDS[status],
+                amount=refund,
+                balance_after=balances[wallet_id],
+                hold_id=hold_id,
+            )
         )
-    LedgerEntry.objects.create(
-        wallet_id=hold.wallet_id,
-        kind=_SETTLEMENT_KINDS[status],
-        amount=refund,
-        balance_after=balance,
-        hold=hold,
-    )
-    logger.info("hold settled job=%s hold=%s status=%s", job.pk, hold.pk, status)
-    return True
+    LedgerEntry.objects.bulk_create(entries)
+    for hold_id, _, job_id, _ in settled:
+        logger.info("hold settled job=%s hold=%s status=%s", job_id, hold_id, status)
+    return {job_id for _, _, job_id, _ in settled}
+
+
+def _balances(wallet_ids: set) -> dict:
+    return dict(Wallet.objects.filter(pk__in=wallet_ids).values_list("pk", "balance"))

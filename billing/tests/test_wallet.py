@@ -9,7 +9,13 @@ from django.core.management import CommandError, call_command
 from django.db import IntegrityError, connection, transaction
 
 from billing.models import Hold, LedgerEntry, Wallet
-from billing.services import InsufficientFunds, capture_hold, release_hold, topup
+from billing.services import (
+    InsufficientFunds,
+    capture_hold,
+    capture_holds,
+    release_hold,
+    topup,
+)
 from generation.models import Job
 from generation.services import submit_job
 from providers.models import ModelSpec
@@ -113,6 +119,35 @@ def test_concurrent_topups_add_up(owner):
     assert balance_of(owner) == 20 * 125
     balances_after = sorted(result.balance_after for result in results)
     assert balances_after == [125 * step for step in range(1, 21)]
+
+
+@pytest.mark.django_db
+def test_capture_holds_settles_each_once(held_job, owner, stranger):
+    topup(stranger, 1000, "test credit")
+    other, _ = submit_job(stranger, "local-image", "a harbour", IMAGE_PARAMS)
+    unheld = Job.objects.create(
+        owner=owner, model=held_job.model, provider=held_job.provider, prompt="x"
+    )
+    release_hold(held_job)
+
+    settled = capture_holds([held_job.pk, other.pk, unheld.pk])
+
+    assert settled == {other.pk}
+    assert Hold.objects.get(job=held_job).status == Hold.Status.RELEASED
+    assert Hold.objects.get(job=other).status == Hold.Status.CAPTURED
+    capture = LedgerEntry.objects.get(hold__job=other, kind=LedgerEntry.Kind.CAPTURE)
+    assert capture.amount == 0
+    assert capture.balance_after == balance_of(stranger) == 1000 - JOB_PRICE
+    assert balance_of(owner) == 1000
+
+
+@pytest.mark.django_db
+def test_release_hold_refunds_balance(held_job, owner):
+    assert release_hold(held_job) is True
+
+    release = LedgerEntry.objects.get(hold__job=held_job, kind="release")
+    assert release.amount == JOB_PRICE
+    assert release.balance_after == balance_of(owner) == 1000
 
 
 @pytest.mark.django_db
