@@ -62,6 +62,8 @@ class Worker:
         self.runner = JobRunner(self.worker_id, self.gate, self.stop_now)
         self.in_flight: dict = {}
         self.lock = threading.Lock()
+        # Set when a claim pass with no job in flight found nothing to claim.
+        self.drained = False
 
     def request_stop(self, signum: int = signal.SIGTERM, frame=None) -> None:
         """Stop claiming and let running jobs finish; a second request stops at once."""
@@ -140,13 +142,13 @@ class Worker:
                 logger.exception("worker tick failed worker=%s", self.worker_id)
                 self.stop_now.wait(DATABASE_RETRY_SECONDS)
                 continue
-            if self._finished(claimed, watch):
+            if self._finished(watch):
                 return
             if claimed and self._has_free_slot():
                 continue
             self.wake.wait(self._wait_seconds(listening))
 
-    def _finished(self, claimed: int, watch: "monitor.Watch") -> bool:
+    def _finished(self, watch: "monitor.Watch") -> bool:
         if self.stopping.is_set():
             if not self.in_flight:
                 return True
@@ -155,7 +157,7 @@ class Worker:
             return False
         # Due jobs held back by a cap run once other workers' jobs finish, so a
         # burst worker waits for them rather than leaving them behind.
-        return self.burst and not claimed and not self.in_flight and not self._any_due()
+        return self.burst and self.drained and not self._any_due()
 
     def _wait_seconds(self, listening: bool) -> float:
         if self.in_flight:
@@ -178,9 +180,15 @@ class Worker:
         return self.concurrency - busy
 
     def _fill_slots(self) -> int:
+        # A burst run ends when a pass that started with no job in flight
+        # claims nothing. An empty in_flight after the pass proves nothing:
+        # the jobs may have finished after it found every slot busy.
+        idle = not self.in_flight
+        self.drained = False
         # An idle worker first checks with one query whether any of its queues
         # has a due job, instead of running the claim query of every queue.
-        if not self.in_flight and not self._any_due():
+        if idle and not self._any_due():
+            self.drained = True
             return 0
 
         claimed = 0
@@ -194,6 +202,7 @@ class Worker:
             for job in claimed_jobs:
                 self._start(queue, job)
                 claimed += 1
+        self.drained = idle and not claimed
         return claimed
 
     def _running_ids(self) -> list:

@@ -450,6 +450,20 @@ def test_runner_marks_context_finished(job, worker, use_adapter):
     assert Job.objects.get(pk=job.pk).status == Job.Status.COMPLETED
 
 
+def test_burst_continues_after_busy_pass():
+    worker = Worker(burst=True, concurrency=2, queues=("image",), listen=False)
+    try:
+        worker.in_flight.update({1: ("image", None), 2: ("image", None)})
+        claimed = worker._fill_slots()
+        # Both jobs finish after the pass found no free slot.
+        worker.in_flight.clear()
+
+        assert claimed == 0
+        assert not worker._finished(monitor.Watch(worker))
+    finally:
+        worker.gate.close()
+
+
 def test_claim_fields_match_database(catalog, owner):
     submit_job(owner, "local-image", "a lighthouse", {"size": "512x512"})
 
