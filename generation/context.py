@@ -39,6 +39,9 @@ class WorkerJobContext:
         self.stop_now = stop_now
         self.monitored = monitored
         self.lost = threading.Event()
+        # Set just before the runner writes the job's outcome. That write
+        # checks the lease itself, so a cancel check has nothing to stop then.
+        self.ending = threading.Event()
         # Set once the runner has written the job's outcome, or given it up.
         self.finished = threading.Event()
         self._last_progress = -1

@@ -20,6 +20,7 @@ T = TypeVar("T")
 # Claims and lease checks go before job writes: a burst of finishing jobs must
 # not delay refilling the free slots or noticing a cancel.
 CONTROL_CALL, JOB_CALL, STOP = 0, 1, 2
+BatchFunction = Callable[[list], list]
 # How often a gate thread lets Django drop a connection that is too old or broken.
 STALE_CHECK_SECONDS = 30.0
 
@@ -31,6 +32,8 @@ class DatabaseGate:
         self.threads = threads
         self._calls: queue.PriorityQueue = queue.PriorityQueue()
         self._order = itertools.count()
+        self._batch_lock = threading.Lock()
+        self._batches: dict[BatchFunction, list[tuple[Future, Any]]] = {}
         self._workers = [
             threading.Thread(target=self._serve, name=f"db-{i}", daemon=True)
             for i in range(threads)
@@ -45,6 +48,44 @@ class DatabaseGate:
     def run_first(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Like run(), but ahead of queued job calls: for claims and lease checks."""
         return self._call(CONTROL_CALL, function, args, kwargs)
+
+    def run_batched(self, function: BatchFunction, item: Any) -> Any:
+        """Hand `item` to one call of `function` with all items waiting for it.
+
+        `function` takes a list of items and returns one result per item, in
+        order. A result that is an exception is raised in its own caller, and an
+        exception that `function` raises is raised in every caller of the batch.
+        Items handed in while a batch runs wait for the next call, so a burst of
+        completions costs a few transactions instead of one each.
+        """
+        if not self.threads:
+            return _unwrap(function([item])[0])
+
+        future: Future = Future()
+        with self._batch_lock:
+            waiting = self._batches.setdefault(function, [])
+            waiting.append((future, item))
+            first = len(waiting) == 1
+        if first:
+            call = (self._run_batch, (function,), {})
+            self._calls.put((JOB_CALL, next(self._order), (Future(), *call)))
+        return future.result()
+
+    def _run_batch(self, function: BatchFunction) -> None:
+        with self._batch_lock:
+            waiting = self._batches.pop(function, [])
+        futures = [future for future, _ in waiting]
+        try:
+            results = function([item for _, item in waiting])
+        except BaseException as error:
+            for future in futures:
+                future.set_exception(error)
+            raise
+        for future, result in zip(futures, results, strict=True):
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
 
     def _call(self, priority: int, function, args, kwargs):
         if not self.threads:
@@ -78,3 +119,9 @@ class DatabaseGate:
                     connection.close_if_unusable_or_obsolete()
                 future.set_exception(error)
         connection.close()
+
+
+def _unwrap(result: Any) -> Any:
+    if isinstance(result, BaseException):
+        raise result
+    return result

@@ -99,9 +99,9 @@ class Watch:
     def _mark_lost(self, contexts: list) -> None:
         ours = self.worker.gate.run_first(still_ours, [c.lease for c in contexts])
         for context in contexts:
-            # A job that finished while the query ran is no longer running, and
-            # was neither canceled nor taken over.
-            if context.finished.is_set():
+            # A job whose outcome was written while the query ran is no longer
+            # running, and was neither canceled nor taken over.
+            if context.ending.is_set() or context.finished.is_set():
                 continue
             if context.lease.job_id not in ours and not context.lost.is_set():
                 context.lost.set()

@@ -7,16 +7,18 @@ expired, or whose job was canceled, changes nothing and learns it lost the job.
 
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
-from billing.services import capture_hold, release_hold
+from billing.services import capture_holds, release_hold
 from generation.models import Job
+from lightsource.db import update_returning
 
 logger = logging.getLogger(__name__)
 
@@ -32,12 +34,20 @@ class Lease:
     worker_id: str
 
     def jobs(self):
-        return Job.objects.filter(
-            pk=self.job_id,
-            attempts=self.attempt,
-            locked_by=self.worker_id,
-            status=Job.Status.RUNNING,
-        )
+        return leased_jobs([self])
+
+
+def leased_jobs(leases: list[Lease]):
+    """Return the jobs still running under `leases`: same worker and attempt."""
+    by_attempt: dict[tuple[int, str], list] = {}
+    for lease in leases:
+        by_attempt.setdefault((lease.attempt, lease.worker_id), []).append(lease.job_id)
+    # Grouping keeps the usual batch, one attempt of one worker, a single
+    # `id IN (...)` that PostgreSQL reads through the primary key index.
+    matches = Q()
+    for (attempt, worker_id), job_ids in by_attempt.items():
+        matches |= Q(pk__in=job_ids, attempts=attempt, locked_by=worker_id)
+    return Job.objects.filter(matches, status=Job.Status.RUNNING)
 
 
 def lease_deadline():
@@ -69,15 +79,58 @@ def save_task_id(lease: Lease, task_id: str) -> None:
         raise LeaseLost(str(lease.job_id))
 
 
-def complete(lease: Lease, store_assets) -> bool:
+@dataclass(frozen=True)
+class Completion:
+    """A finished job's lease and the callable that stores its assets."""
+
+    lease: Lease
+    store_assets: Callable[[], None]
+
+
+def complete(lease: Lease, store_assets: Callable[[], None]) -> bool:
     """Mark the job completed, store its assets and capture its hold, atomically.
 
     `store_assets` is called inside the transaction, after the job is known to
     be ours. Returns False (and stores nothing) when the lease was lost.
     """
+    return _complete_together([Completion(lease, store_assets)])[0]
+
+
+def complete_many(completions: list[Completion]) -> list[bool | Exception]:
+    """Complete several jobs as complete() does, in one transaction if possible.
+
+    Returns, per completion, whether the job was ours or the exception that
+    completing it raised. When the shared transaction fails, for instance
+    because one job's assets could not be stored, it is rolled back and each
+    job is completed in a transaction of its own, so the failure stays with
+    its job.
+    """
+    if len(completions) > 1:
+        try:
+            return _complete_together(completions)
+        except Exception:
+            logger.warning(
+                "batched completion failed, completing %d jobs one by one",
+                len(completions),
+                exc_info=True,
+            )
+
+    outcomes: list[bool | Exception] = []
+    for completion in completions:
+        try:
+            outcomes.append(_complete_together([completion])[0])
+        except Exception as error:
+            outcomes.append(error)
+    return outcomes
+
+
+def _complete_together(completions: list[Completion]) -> list[bool]:
+    leases = [completion.lease for completion in completions]
     with transaction.atomic():
         now = timezone.now()
-        updated = lease.jobs().update(
+        rows = update_returning(
+            leased_jobs(leases),
+            ["pk"],
             status=Job.Status.COMPLETED,
             progress=100,
             # An earlier attempt's retried failure no longer describes the job.
@@ -87,11 +140,13 @@ def complete(lease: Lease, store_assets) -> bool:
             locked_until=None,
             updated_at=now,
         )
-        if not updated:
-            return False
-        store_assets()
-        capture_hold(Job(pk=lease.job_id))
-    return True
+        ours = {pk for (pk,) in rows}
+        for completion in completions:
+            if completion.lease.job_id in ours:
+                completion.store_assets()
+        if ours:
+            capture_holds(ours)
+    return [lease.job_id in ours for lease in leases]
 
 
 def fail(lease: Lease, code: str, message: str) -> bool:

@@ -92,11 +92,14 @@ class JobRunner:
         except LeaseLost:
             logger.info("job lost its lease %s; dropped its result", log_ids)
         except WorkerStopping:
+            context.ending.set()
             self.gate.run(queue.hand_back, lease)
             logger.info("job handed back %s worker=%s", log_ids, self.worker_id)
         except ProviderError as error:
+            context.ending.set()
             self._record_failure(job, lease, error, log_ids)
         except Exception:
+            context.ending.set()
             logger.exception("job crashed %s", log_ids)
             message = "The generation failed unexpectedly."
             self.gate.run(queue.fail, lease, "provider_error", message)
@@ -111,9 +114,11 @@ class JobRunner:
                     "result_invalid", "The provider returned no result."
                 )
             prepared = [self._prepare(file) for file in files]
-        stored = self.gate.run(
-            queue.complete, context.lease, lambda: self._record(job, prepared)
+        context.ending.set()
+        completion = queue.Completion(
+            context.lease, lambda: self._record(job, prepared)
         )
+        stored = self.gate.run_batched(queue.complete_many, completion)
         if not stored:
             raise LeaseLost(str(job.pk))
         logger.info("job completed job=%s files=%d", job.pk, len(prepared))

@@ -439,6 +439,19 @@ def test_watch_leaves_finished_job_alone(job, worker, caplog):
     assert "taken over" not in caplog.text
 
 
+def test_watch_leaves_ending_job_alone(job, worker, caplog):
+    context = watched_context(worker)
+    # The runner has written the outcome, but not yet marked itself finished.
+    context.ending.set()
+    assert queue.complete(context.lease, lambda: None)
+
+    with caplog.at_level("INFO", logger="generation.monitor"):
+        monitor.Watch(worker)._mark_lost([context])
+
+    assert not context.lost.is_set()
+    assert "taken over" not in caplog.text
+
+
 def test_runner_marks_context_finished(job, worker, use_adapter):
     use_adapter(rendered_image)
     claimed = claims.claim_next(worker.worker_id)
@@ -446,6 +459,7 @@ def test_runner_marks_context_finished(job, worker, use_adapter):
 
     worker.runner.run(claimed, context)
 
+    assert context.ending.is_set()
     assert context.finished.is_set()
     assert Job.objects.get(pk=job.pk).status == Job.Status.COMPLETED
 
@@ -462,6 +476,77 @@ def test_burst_continues_after_busy_pass():
         assert not worker._finished(monitor.Watch(worker))
     finally:
         worker.gate.close()
+
+
+@pytest.fixture
+def claimed_pair(catalog, owner) -> list[Lease]:
+    """Return the leases of two jobs that one worker has claimed."""
+    ModelSpec.objects.filter(name="local-image").update(price=JOB_PRICE)
+    topup(owner, STARTING_BALANCE, "test credit")
+    for prompt in ("a lighthouse", "a harbour"):
+        submit_job(owner, "local-image", prompt, {"size": "512x512"})
+    jobs = claims.claim_batch("worker-a", "image", 2)
+    assert len(jobs) == 2
+    return [lease_of(job) for job in jobs]
+
+
+def recording_completions(leases: list[Lease], stored: list) -> list:
+    """Return completions whose assets step appends the job id to `stored`."""
+    return [
+        queue.Completion(lease, lambda lease=lease: stored.append(lease.job_id))
+        for lease in leases
+    ]
+
+
+def test_complete_many_completes_all(claimed_pair):
+    stored = []
+    completions = recording_completions(claimed_pair, stored)
+
+    outcomes = queue.complete_many(completions)
+
+    assert outcomes == [True, True]
+    assert sorted(map(str, stored)) == sorted(
+        str(lease.job_id) for lease in claimed_pair
+    )
+    for lease in claimed_pair:
+        job = Job.objects.get(pk=lease.job_id)
+        assert job.status == Job.Status.COMPLETED
+        assert hold_status(job) == Hold.Status.CAPTURED
+        assert settlements_of(job) == [LedgerEntry.Kind.CAPTURE]
+
+
+def test_complete_many_skips_lost_lease(claimed_pair):
+    lost, kept = claimed_pair
+    cancel_job(Job.objects.get(pk=lost.job_id))
+    stored = []
+    completions = recording_completions(claimed_pair, stored)
+
+    outcomes = queue.complete_many(completions)
+
+    assert outcomes == [False, True]
+    assert stored == [kept.job_id]
+    assert Job.objects.get(pk=lost.job_id).status == Job.Status.CANCELED
+    assert hold_status(Job(pk=lost.job_id)) == Hold.Status.RELEASED
+    assert hold_status(Job(pk=kept.job_id)) == Hold.Status.CAPTURED
+
+
+def test_complete_many_isolates_failing_job(claimed_pair):
+    broken, healthy = claimed_pair
+
+    def fail_to_store() -> None:
+        raise OSError("disk full")
+
+    outcomes = queue.complete_many(
+        [queue.Completion(broken, fail_to_store), queue.Completion(healthy, list)]
+    )
+
+    assert isinstance(outcomes[0], OSError)
+    assert outcomes[1] is True
+    assert Job.objects.get(pk=broken.job_id).status == Job.Status.RUNNING
+    assert hold_status(Job(pk=broken.job_id)) == Hold.Status.HELD
+    assert settlements_of(Job(pk=broken.job_id)) == []
+    assert Job.objects.get(pk=healthy.job_id).status == Job.Status.COMPLETED
+    assert hold_status(Job(pk=healthy.job_id)) == Hold.Status.CAPTURED
 
 
 def test_claim_fields_match_database(catalog, owner):
