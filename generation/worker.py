@@ -1,7 +1,7 @@
 """The worker: claims due jobs and keeps up to `concurrency` per queue in flight.
 
-One control thread claims, watches leases and cancels, and heartbeats; each job
-runs in a thread of its own, mostly waiting on a vendor. Every database call
+One control thread claims, watches leases and cancels, and heartbeats. Each job
+runs on one of the JobThreads, mostly waiting on a vendor. Every database call
 goes through a DatabaseGate, so the process uses a few connections however
 many jobs are in flight. With concurrency 1 the job runs in the control thread.
 """
@@ -13,7 +13,9 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from queue import SimpleQueue
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
@@ -32,6 +34,42 @@ QUEUES = ("image", "video")
 # After the grace period, how long stopping jobs get to hand themselves back.
 HAND_BACK_SECONDS = 3.0
 DATABASE_RETRY_SECONDS = 2.0
+
+
+class JobThreads:
+    """Daemon threads that run jobs, started when none is idle and then reused.
+
+    Reuse keeps a thread start per claimed job off the control thread, which
+    also claims. The threads are daemons, so a forced stop does not wait for a
+    job stuck on a vendor.
+    """
+
+    def __init__(self) -> None:
+        self._tasks: SimpleQueue = SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+        self._started = 0
+
+    def submit(self, function: Callable[..., None], *args: Any) -> None:
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+            else:
+                self._started += 1
+                name = f"job-{self._started}"
+                threading.Thread(target=self._serve, name=name, daemon=True).start()
+        self._tasks.put((function, args))
+
+    def _serve(self) -> None:
+        while True:
+            function, args = self._tasks.get()
+            try:
+                function(*args)
+            finally:
+                # Counted idle before it waits again, so the next submit() hands
+                # its task to this thread instead of starting another one.
+                with self._lock:
+                    self._idle += 1
 
 
 class Worker:
@@ -62,6 +100,7 @@ class Worker:
         self.runner = JobRunner(self.worker_id, self.gate, self.stop_now)
         self.in_flight: dict = {}
         self.lock = threading.Lock()
+        self.job_threads = JobThreads()
         # Set when a claim pass with no job in flight found nothing to claim.
         self.drained = False
 
@@ -219,10 +258,7 @@ class Worker:
         context = self.runner.context_for(job, monitored=True)
         with self.lock:
             self.in_flight[job.pk] = (queue, context)
-        thread = threading.Thread(
-            target=self._run_job, args=(job, context), name=f"job-{job.pk}", daemon=True
-        )
-        thread.start()
+        self.job_threads.submit(self._run_job, job, context)
 
     def _run_job(self, job: Job, context: WorkerJobContext) -> None:
         try:

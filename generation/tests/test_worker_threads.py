@@ -1,4 +1,4 @@
-"""The DatabaseGate's batched calls."""
+"""The DatabaseGate's batched calls and the worker's reused job threads."""
 
 import threading
 import time
@@ -6,6 +6,7 @@ import time
 import pytest
 
 from generation.dbgate import DatabaseGate
+from generation.worker import JobThreads
 
 
 def wait_until(condition, timeout: float = 5.0) -> None:
@@ -76,3 +77,42 @@ def test_batched_runs_inline_without_threads():
     assert gate.run_batched(name_thread, None) == threading.current_thread().name
     with pytest.raises(KeyError):
         gate.run_batched(lambda items: [KeyError("x") for _ in items], None)
+
+
+def test_job_threads_reuse_idle_thread():
+    threads = JobThreads()
+    names = []
+    done = threading.Event()
+
+    def record() -> None:
+        names.append(threading.current_thread().name)
+        done.set()
+
+    for _ in range(3):
+        done.clear()
+        threads.submit(record)
+        assert done.wait(5)
+        # The thread counts itself idle again just after the task returns.
+        wait_until(lambda: threads._idle == 1)
+
+    assert len(names) == 3
+    assert len(set(names)) == 1
+    assert threads._started == 1
+
+
+def test_job_threads_start_one_per_busy_task():
+    threads = JobThreads()
+    release = threading.Event()
+    running = threading.Semaphore(0)
+
+    def block() -> None:
+        running.release()
+        release.wait(5)
+
+    for _ in range(3):
+        threads.submit(block)
+    for _ in range(3):
+        assert running.acquire(timeout=5)
+    release.set()
+
+    assert threads._started == 3
