@@ -98,12 +98,15 @@ def _candidates(queue: str, limit: int, skipped: Collection) -> list[Candidate]:
         partition_by=[F("owner_id")],
         order_by=[F("run_after").asc(), F("created_at").asc()],
     )
+    # The rows come in queue order, and the sort by turn below is stable, so
+    # jobs of equal turn keep that order without reading their times.
     rows = (
         Job.objects.due()
         .filter(queue=queue)
         .exclude(pk__in=skipped)
         .annotate(turn=turn)
         .filter(turn__lte=limit)
+        .order_by("run_after", "created_at")
         .values_list(
             "pk",
             "owner_id",
@@ -112,18 +115,16 @@ def _candidates(queue: str, limit: int, skipped: Collection) -> list[Candidate]:
             "attempts",
             "status",
             "turn",
-            "run_after",
-            "created_at",
         )
     )
     by_owner, by_provider = _running_counts()
     candidates = []
-    for pk, owner, provider, cap, attempts, status, turn, run_after, created in rows:
+    for pk, owner, provider, cap, attempts, status, turn in rows:
         running = by_owner[owner]
         candidate = Candidate(
             pk, owner, provider, cap, attempts, status, running, by_provider[provider]
         )
-        candidates.append(((turn + running, run_after, created), candidate))
+        candidates.append((turn + running, candidate))
     candidates.sort(key=lambda pair: pair[0])
     return [candidate for _, candidate in candidates]
 
