@@ -125,6 +125,10 @@ def complete_many(completions: list[Completion]) -> list[bool | Exception]:
 
 
 def _complete_together(completions: list[Completion]) -> list[bool]:
+    # NOTE: the monitor's renew() updates the same rows from the other gate
+    # thread. If the two plans lock the rows in different orders, PostgreSQL
+    # aborts one as a deadlock: a batch then completes job by job, and a failed
+    # renew is retried at the next tick. This has not been seen in tests.
     leases = [completion.lease for completion in completions]
     with transaction.atomic():
         now = timezone.now()
