@@ -1,8 +1,8 @@
 """Run `runworker`'s Worker in this process and time every DatabaseGate call.
 
-For each function handed to the gate (through `run`, or `run_first` where the
-gate has it) it records how long the call waited in the gate's queue and how
-long it then ran on a gate thread. Run from the
+For each function handed to the gate (through `run`, or `run_first` and
+`run_batched` where the gate has them) it records how long the call waited in
+the gate's queue and how long it then ran on a gate thread. Run from the
 project folder with DJANGO_SETTINGS_MODULE=lightsource.settings:
 
     python -m benchmarks.gate_timing --concurrency 200
@@ -66,9 +66,44 @@ def main() -> None:
 
         return timed_call
 
+    # A batched call runs once for all the items that waited for it, so each
+    # item's run time is that whole call's. The gate groups items by function,
+    # so each function gets one timing wrapper that every caller shares.
+    wrappers: dict = {}
+    spans: dict[int, tuple[float, float]] = {}
+
+    def batch_wrapper(function):
+        def timed_batch(items: list) -> list:
+            began = time.perf_counter()
+            try:
+                return function(items)
+            finally:
+                ended = time.perf_counter()
+                with lock:
+                    for item in items:
+                        spans[id(item)] = (began, ended)
+
+        return wrappers.setdefault(function, timed_batch)
+
+    def timed_batched(original):
+        def timed_call(gate, function, item):
+            queued_at = time.perf_counter()
+            try:
+                return original(gate, batch_wrapper(function), item)
+            finally:
+                now = time.perf_counter()
+                with lock:
+                    began, ended = spans.pop(id(item), (now, now))
+                    waits[function.__name__].append(began - queued_at)
+                    runs[function.__name__].append(ended - began)
+
+        return timed_call
+
     for method in ("run", "run_first"):
         if hasattr(DatabaseGate, method):
             setattr(DatabaseGate, method, timed(getattr(DatabaseGate, method)))
+    if hasattr(DatabaseGate, "run_batched"):
+        DatabaseGate.run_batched = timed_batched(DatabaseGate.run_batched)
     worker = Worker(burst=True, concurrency=options.concurrency)
     began = time.perf_counter()
     worker.run()

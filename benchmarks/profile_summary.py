@@ -12,13 +12,16 @@ from pathlib import Path
 INLINE_CATEGORIES = (
     # (label, a function name or "name (path" prefix that marks the category)
     ("claim_next (fair claim query)", "claim_next"),
-    ("queue.complete (checked write, hold capture)", "complete (generation/queue.py"),
+    (
+        "queue.complete_many (checked write, hold capture)",
+        "complete_many (generation/queue.py",
+    ),
     ("adapter.generate", "NoopAdapter.generate"),
     ("rest of JobRunner.run (request, logging)", "JobRunner.run"),
 )
 GATE_CALLS = {
     "claim_batch": "claim_batch (fair claim query)",
-    "complete": "queue.complete (checked write, hold capture)",
+    "complete_many": "queue.complete_many (checked write, hold capture)",
 }
 
 
@@ -45,9 +48,15 @@ def _inline_category(frames: list[str]) -> str | None:
 def _gate_category(frames: list[str]) -> str | None:
     for index, frame in enumerate(frames):
         if frame.startswith("DatabaseGate._serve"):
-            if index + 1 == len(frames):
+            called = ""
+            if index + 1 < len(frames):
+                called = frames[index + 1].split(" (", 1)[0]
+            # py-spy shows a waiting gate thread inside the call queue's get().
+            if called in ("", "Queue.get"):
                 return "idle, waiting for a call"
-            called = frames[index + 1].split(" (", 1)[0]
+            # A batched call runs under _run_batch, one frame further down.
+            if called == "DatabaseGate._run_batch" and index + 2 < len(frames):
+                called = frames[index + 2].split(" (", 1)[0]
             return GATE_CALLS.get(called, "other calls (leases, heartbeat, ...)")
     return None
 
