@@ -2,6 +2,7 @@
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.utils import translation
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
@@ -26,6 +27,10 @@ def _test_settings(settings, tmp_path):
             "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         },
     }
+    yield
+    # A request activates its user's language for the rest of the thread, so a
+    # Chinese request would otherwise leave later tests in Chinese.
+    translation.activate(settings.LANGUAGE_CODE)
 
 
 @pytest.fixture

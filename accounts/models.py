@@ -1,12 +1,26 @@
 import uuid
 
 from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import UserManager as BaseUserManager
 from django.db import models
+
+
+class UserManager(BaseUserManager):
+    """Load each user with their preference in the same query.
+
+    Session and JWT authentication fetch the user through this manager, so
+    reading the preferred language of a signed-in user costs no extra query.
+    """
+
+    def get_queryset(self) -> models.QuerySet:
+        return super().get_queryset().select_related("preference")
 
 
 class User(AbstractUser):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     email = models.EmailField(blank=True)
+
+    objects = UserManager()
 
 
 class UserPreference(models.Model):

@@ -1,5 +1,6 @@
 from django.contrib.auth import get_user_model, password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils.translation import gettext
 from rest_framework import serializers
 
 from accounts.models import UserPreference
@@ -16,7 +17,9 @@ class RegisterSerializer(serializers.Serializer):
 
     def validate_username(self, value: str) -> str:
         if User.objects.filter(username__iexact=value).exists():
-            raise serializers.ValidationError("This username is taken.", code="unique")
+            raise serializers.ValidationError(
+                gettext("This username is taken."), code="unique"
+            )
         return value
 
     def validate(self, attrs: dict) -> dict:

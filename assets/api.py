@@ -1,4 +1,5 @@
 from django.http import Http404
+from django.utils.translation import gettext
 from rest_framework import generics, permissions, status
 from rest_framework.exceptions import ErrorDetail, ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -27,7 +28,13 @@ class AssetListView(generics.ListAPIView):
         uploaded = request.FILES.get("file")
         if uploaded is None:
             raise ValidationError(
-                {"file": [ErrorDetail("Attach an image as 'file'.", code="required")]}
+                {
+                    "file": [
+                        ErrorDetail(
+                            gettext("Attach an image as 'file'."), code="required"
+                        )
+                    ]
+                }
             )
         try:
             asset = upload_image(request.user, uploaded)

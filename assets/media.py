@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import av
+from django.utils.translation import gettext
 from PIL import Image, ImageOps
 
 # Pillow 13 warns above about 89 megapixels and raises above twice that. This stricter
@@ -77,7 +78,7 @@ def probe(
     decoders of `kinds` run, so an image upload never reaches FFmpeg.
     """
     if not content:
-        raise InvalidMedia("The file is empty.")
+        raise InvalidMedia(gettext("The file is empty."))
     probers = {"image": _probe_image, "video": _probe_video}
     order = (
         ["video", "image"]
@@ -92,7 +93,10 @@ def probe(
         if kind in kinds and info is None:
             info = probers[kind](content)
     if info is None:
-        raise InvalidMedia(f"The file is not a supported {SUPPORTED_TYPES} file.")
+        raise InvalidMedia(
+            gettext("The file is not a supported %(types)s file.")
+            % {"types": SUPPORTED_TYPES}
+        )
     return info
 
 
@@ -101,13 +105,15 @@ def make_thumbnail(content: bytes, max_side: int = 512) -> bytes:
     _check_max_side(max_side)
     try:
         with (
-            _image_errors("The image is damaged or truncated."),
+            _image_errors(gettext("The image is damaged or truncated.")),
             _open_image(content) as image,
         ):
             image.draft("RGB", (max_side, max_side))
             preview = _to_preview_mode(ImageOps.exif_transpose(image))
     except Image.UnidentifiedImageError as error:
-        raise InvalidMedia("The file is not a PNG, JPEG, WebP or GIF image.") from error
+        raise InvalidMedia(
+            gettext("The file is not a PNG, JPEG, WebP or GIF image.")
+        ) from error
     return _encode_webp(preview, max_side)
 
 
@@ -131,7 +137,7 @@ def _check_max_side(max_side: int) -> None:
 def _probe_image(content: bytes) -> MediaInfo | None:
     """Describe an image, or return None if Pillow does not recognize the bytes."""
     try:
-        with _image_errors("The image is damaged or truncated."):
+        with _image_errors(gettext("The image is damaged or truncated.")):
             with _open_image(content) as image:
                 image.verify()
             # verify() leaves the image unusable, so decoding needs a fresh open.
@@ -163,10 +169,17 @@ def _image_errors(message: str) -> Iterator[None]:
 def _too_large(kind: str, width: int | None = None, height: int | None = None) -> str:
     size = f" ({width}x{height})" if width and height else ""
     limit = MAX_PIXELS // 1_000_000
-    return (
-        f"The {kind}{size} is above the limit of {limit} megapixels. "
-        f"Upload a smaller {kind}."
-    )
+    if kind == "video":
+        message = gettext(
+            "The video%(size)s is above the limit of %(limit)s megapixels. "
+            "Upload a smaller video."
+        )
+    else:
+        message = gettext(
+            "The image%(size)s is above the limit of %(limit)s megapixels. "
+            "Upload a smaller image."
+        )
+    return message % {"size": size, "limit": limit}
 
 
 @contextmanager
@@ -229,14 +242,17 @@ def _open_container(content: bytes) -> tuple[av.container.InputContainer, str] |
 def _open_video(content: bytes) -> Iterator[av.container.InputContainer]:
     opened = _open_container(content)
     if opened is None:
-        raise InvalidMedia(f"The file is not an {SUPPORTED_VIDEO_TYPES} video.")
+        raise InvalidMedia(
+            gettext("The file is not an %(types)s video.")
+            % {"types": SUPPORTED_VIDEO_TYPES}
+        )
     with opened[0] as container:
         yield container
 
 
 def _video_stream(container: av.container.InputContainer) -> av.VideoStream:
     if not container.streams.video:
-        raise InvalidMedia("The file contains no video stream.")
+        raise InvalidMedia(gettext("The file contains no video stream."))
     stream = container.streams.video[0]
     if stream.width * stream.height > MAX_PIXELS:
         raise InvalidMedia(_too_large("video", stream.width, stream.height))
@@ -254,8 +270,11 @@ def _video_type(
         return "video/mp4", ".mp4"
     if stream.codec_context.name not in WEBM_VIDEO_CODECS:
         raise InvalidMedia(
-            f"Matroska video with {stream.codec_context.name} is not supported. "
-            "Upload MP4, MOV or WebM (VP8, VP9 or AV1)."
+            gettext(
+                "Matroska video with %(codec)s is not supported. "
+                "Upload MP4, MOV or WebM (VP8, VP9 or AV1)."
+            )
+            % {"codec": stream.codec_context.name}
         )
     return "video/webm", ".webm"
 
@@ -270,7 +289,7 @@ def _check_samples_present(stream: av.VideoStream, content_length: int) -> None:
     # passes as long as its first frame decodes.
     end = max((entry.pos + entry.size for entry in stream.index_entries), default=0)
     if end > content_length:
-        raise InvalidMedia("The video is truncated. Upload the complete file.")
+        raise InvalidMedia(gettext("The video is truncated. Upload the complete file."))
 
 
 def _first_frame(container: av.container.InputContainer) -> av.VideoFrame:
@@ -279,9 +298,9 @@ def _first_frame(container: av.container.InputContainer) -> av.VideoFrame:
             return frame
     except (av.FFmpegError, ValueError) as error:
         raise InvalidMedia(
-            "The video is damaged or uses an unsupported codec."
+            gettext("The video is damaged or uses an unsupported codec.")
         ) from error
-    raise InvalidMedia("The video contains no decodable frame.")
+    raise InvalidMedia(gettext("The video contains no decodable frame."))
 
 
 def _duration_seconds(

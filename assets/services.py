@@ -13,6 +13,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from assets.media import InvalidMedia, MediaInfo, make_poster, make_thumbnail, probe
 from assets.models import BLOB_DIR, Asset, Blob, blob_path
@@ -192,7 +193,8 @@ def load_reference(job) -> ReferenceImage | None:
     )
     if asset is None:
         raise ProviderError(
-            "invalid_request", "The reference image is no longer in your library."
+            "invalid_request",
+            gettext("The reference image is no longer in your library."),
         )
     with asset.blob.file.open("rb") as handle:
         content = handle.read()
@@ -206,13 +208,18 @@ def upload_image(owner, uploaded) -> Asset:
     """
     limit = settings.MAX_UPLOAD_BYTES
     if uploaded.size > limit:
-        raise InvalidMedia(f"The file is larger than {limit // (1024 * 1024)} MiB.")
+        raise InvalidMedia(
+            gettext("The file is larger than %(limit)s MiB.")
+            % {"limit": limit // (1024 * 1024)}
+        )
 
     content = uploaded.read()
     try:
         info, preview = prepare_file(content, None, kinds=("image",))
     except InvalidMedia:
-        raise InvalidMedia("Upload an image (PNG, JPEG, WebP or GIF).") from None
+        raise InvalidMedia(
+            gettext("Upload an image (PNG, JPEG, WebP or GIF).")
+        ) from None
     asset = create_asset(owner, content, info, preview, params={"source": "upload"})
     logger.info(
         "asset uploaded asset=%s user=%s bytes=%d", asset.pk, owner.pk, len(content)

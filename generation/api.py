@@ -1,4 +1,5 @@
 from django.db.models import Prefetch
+from django.utils.translation import gettext
 from rest_framework import generics, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -47,8 +48,10 @@ class JobListView(generics.ListCreateAPIView):
         key = request.headers.get("Idempotency-Key") or None
         if key and len(key) > MAX_IDEMPOTENCY_KEY_CHARS:
             raise ApiError(
-                f"The Idempotency-Key header must be at most "
-                f"{MAX_IDEMPOTENCY_KEY_CHARS} characters.",
+                gettext(
+                    "The Idempotency-Key header must be at most %(max)s characters."
+                )
+                % {"max": MAX_IDEMPOTENCY_KEY_CHARS},
                 code="invalid_request",
             )
         try:
@@ -59,8 +62,11 @@ class JobListView(generics.ListCreateAPIView):
             return Response(submission_errors(error.errors), status=400)
         except InsufficientFunds as error:
             raise ApiError(
-                f"This job costs {format_amount(error.needed)}; your balance is "
-                f"{format_amount(error.available)}.",
+                gettext("This job costs %(cost)s; your balance is %(balance)s.")
+                % {
+                    "cost": format_amount(error.needed),
+                    "balance": format_amount(error.available),
+                },
                 code="insufficient_funds",
                 status_code=status.HTTP_402_PAYMENT_REQUIRED,
             ) from None

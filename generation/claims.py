@@ -59,8 +59,8 @@ def claim_batch(
 
 
 def _with_relations(jobs):
-    # The runner reads the job's model, provider and owner.
-    return jobs.select_related("model", "provider", "owner")
+    # The runner reads the job's model, provider, owner and owner's language.
+    return jobs.select_related("model", "provider", "owner__preference")
 
 
 def claim_next(worker_id: str, queues: tuple[str, ...] = ("image", "video")):

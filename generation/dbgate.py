@@ -14,6 +14,7 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from django.db import DatabaseError, close_old_connections, connection
+from django.utils import translation
 
 T = TypeVar("T")
 
@@ -91,9 +92,11 @@ class DatabaseGate:
         if not self.threads:
             return function(*args, **kwargs)
 
-        future: Future = Future()
-        self._calls.put((priority, next(self._order), (future, function, args, kwargs)))
-        return future.result()
+        # The caller's language goes along, so a message made on a gate thread
+        # is in the job owner's language.
+        call = (Future(), function, args, kwargs, translation.get_language())
+        self._calls.put((priority, next(self._order), call))
+        return call[0].result()
 
     def close(self) -> None:
         """Close the gate threads' connections and stop them."""
@@ -108,11 +111,13 @@ class DatabaseGate:
             if time.monotonic() - checked_at > STALE_CHECK_SECONDS:
                 close_old_connections()
                 checked_at = time.monotonic()
-            future, function, args, kwargs = call
+            future, function, args, kwargs, language = call
             if not future.set_running_or_notify_cancel():
                 continue
             try:
-                future.set_result(function(*args, **kwargs))
+                with translation.override(language):
+                    result = function(*args, **kwargs)
+                future.set_result(result)
             except BaseException as error:
                 if isinstance(error, DatabaseError):
                     # A dropped connection is replaced on the next call.

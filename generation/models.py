@@ -5,6 +5,7 @@ from django.conf import settings
 from django.db import connection, models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 # Queue positions in fair claim order (generation.claims): each user's first queued
 # job comes before anyone's second. Running jobs and caps are left out: an estimate.
@@ -55,11 +56,11 @@ class Job(models.Model):
     """A generation request and, at the same time, the row the queue works on."""
 
     class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        COMPLETED = "completed", "Completed"
-        FAILED = "failed", "Failed"
-        CANCELED = "canceled", "Canceled"
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        COMPLETED = "completed", _("Completed")
+        FAILED = "failed", _("Failed")
+        CANCELED = "canceled", _("Canceled")
 
     TERMINAL = (Status.COMPLETED, Status.FAILED, Status.CANCELED)
 

@@ -5,7 +5,10 @@ import threading
 
 from django.conf import settings
 from django.db import connection
+from django.utils import translation
+from django.utils.translation import gettext
 
+from accounts.language import preferred_language
 from assets.media import InvalidMedia
 from assets.services import PreparedMedia, load_reference, prepare_media, record_asset
 from generation import queue
@@ -74,8 +77,11 @@ class JobRunner:
         return WorkerJobContext(lease, self.gate, self.stop_now, monitored)
 
     def run(self, job: Job, context: WorkerJobContext) -> None:
+        # Messages stored on the job are in its owner's language, and the
+        # thread's previous language comes back when the job ends.
         try:
-            self._run(job, context)
+            with translation.override(preferred_language(job.owner)):
+                self._run(job, context)
         finally:
             context.finished.set()
 
@@ -101,7 +107,7 @@ class JobRunner:
         except Exception:
             context.ending.set()
             logger.exception("job crashed %s", log_ids)
-            message = "The generation failed unexpectedly."
+            message = gettext("The generation failed unexpectedly.")
             self.gate.run(queue.fail, lease, "provider_error", message)
 
     def _generate_and_store(self, job: Job, context: WorkerJobContext) -> None:
@@ -111,7 +117,7 @@ class JobRunner:
             files = adapter.generate(request, context)
             if not files and not getattr(adapter, "empty_result_ok", False):
                 raise ProviderError(
-                    "result_invalid", "The provider returned no result."
+                    "result_invalid", gettext("The provider returned no result.")
                 )
             prepared = [self._prepare(file) for file in files]
         context.ending.set()
@@ -183,6 +189,6 @@ class JobRunner:
         logger.warning("job retry %s code=%s delay=%.1fs", log_ids, error.code, delay)
 
     def _give_up(self, lease: Lease, log_ids: str) -> None:
-        message = "The worker running this job stopped too many times."
+        message = gettext("The worker running this job stopped too many times.")
         self.gate.run(queue.fail, lease, "worker_lost", message)
         logger.warning("job failed %s code=worker_lost", log_ids)

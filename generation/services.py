@@ -6,6 +6,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from billing.services import place_hold, release_hold
 from generation.models import Job
@@ -87,7 +88,10 @@ def cancel_job(job: Job) -> Job:
             error_message="",
         )
         if not canceled:
-            raise CannotCancel(f"The job is already {job.status}.")
+            raise CannotCancel(
+                gettext("The job is already %(status)s.")
+                % {"status": job.get_status_display().lower()}
+            )
         release_hold(job)
 
     logger.info("job canceled job=%s", job.pk)

@@ -5,6 +5,8 @@ import secrets
 import uuid
 from typing import Any
 
+from django.utils.translation import gettext
+
 from assets.models import Asset
 from providers.models import ModelSpec
 
@@ -41,7 +43,7 @@ def clean_submission(user, model_name: Any, prompt: Any, params: Any):
     model = _clean_model(model_name, errors)
     prompt = _clean_prompt(prompt, model, errors)
     if not isinstance(params, dict):
-        errors.add("params", "Params must be a JSON object.", "invalid")
+        errors.add("params", gettext("Params must be a JSON object."), "invalid")
     errors.raise_any()
 
     cleaned = _clean_params(user, model, params, errors)
@@ -51,34 +53,41 @@ def clean_submission(user, model_name: Any, prompt: Any, params: Any):
 
 def _clean_model(name: Any, errors: _Errors) -> ModelSpec | None:
     if not name or not isinstance(name, str):
-        errors.add("model", "Choose a model.", "required")
+        errors.add("model", gettext("Choose a model."), "required")
         return None
 
     model = ModelSpec.objects.available().select_related("provider").filter(name=name)
     found = model.first()
     if found is None:
-        errors.add("model", f"Unknown or disabled model: {name}.", "unknown_model")
+        message = gettext("Unknown or disabled model: %(name)s.") % {"name": name}
+        errors.add("model", message, "unknown_model")
     return found
 
 
 def _clean_prompt(prompt: Any, model: ModelSpec | None, errors: _Errors) -> str:
     if not isinstance(prompt, str) or not prompt.strip():
-        errors.add("prompt", "Write a prompt.", "blank")
+        errors.add("prompt", gettext("Write a prompt."), "blank")
         return ""
 
     prompt = prompt.strip()
     limit = model.max_prompt_chars if model else None
     if limit and len(prompt) > limit:
-        message = f"The prompt has {len(prompt)} characters; this model takes {limit}."
+        message = gettext(
+            "The prompt has %(length)s characters; this model takes %(limit)s."
+        ) % {"length": len(prompt), "limit": limit}
         errors.add("prompt", message, "max_length")
     return prompt
 
 
 def _clean_params(user, model: ModelSpec, params: dict, errors: _Errors) -> dict:
     for name in sorted(set(params) - KNOWN_PARAMS):
-        errors.add(f"params.{name}", f"Unknown parameter: {name}.", "unsupported")
+        message = gettext("Unknown parameter: %(name)s.") % {"name": name}
+        errors.add(f"params.{name}", message, "unsupported")
     for name in sorted((set(params) & OPTIONAL_PARAMS) - set(model.supports)):
-        message = f"{model.name} does not take {name}."
+        message = gettext("%(model)s does not take %(name)s.") % {
+            "model": model.name,
+            "name": name,
+        }
         errors.add(f"params.{name}", message, "unsupported")
 
     cleaned = {
@@ -97,11 +106,16 @@ def _clean_size(size: Any, model: ModelSpec, errors: _Errors) -> str:
         return model.default_size
 
     if not isinstance(size, str) or not SIZE_PATTERN.match(size):
-        errors.add("params.size", f"Size {size!r} is not of the form WxH.", "invalid")
+        message = gettext("Size %(size)s is not of the form WxH.") % {
+            "size": repr(size)
+        }
+        errors.add("params.size", message, "invalid")
         return ""
     if model.sizes and size not in model.sizes:
         allowed = ", ".join(model.sizes)
-        message = f"{model.name} does not support size {size}; choose one of {allowed}."
+        message = gettext(
+            "%(model)s does not support size %(size)s; choose one of %(allowed)s."
+        ) % {"model": model.name, "size": size, "allowed": allowed}
         errors.add("params.size", message, "unsupported")
     return size
 
@@ -111,7 +125,9 @@ def _clean_seed(seed: Any, errors: _Errors) -> int:
         return secrets.randbelow(MAX_SEED + 1)
 
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        message = f"The seed must be an integer from 0 to {MAX_SEED}."
+        message = gettext("The seed must be an integer from 0 to %(max)s.") % {
+            "max": MAX_SEED
+        }
         errors.add("params.seed", message, "invalid")
         return 0
     return seed
@@ -122,7 +138,10 @@ def _clean_count(n: Any, model: ModelSpec, errors: _Errors) -> int:
         return 1
 
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= model.max_n:
-        message = f"n must be an integer from 1 to {model.max_n} for {model.name}."
+        message = gettext("n must be an integer from 1 to %(max)s for %(model)s.") % {
+            "max": model.max_n,
+            "model": model.name,
+        }
         errors.add("params.n", message, "invalid")
         return 1
     return n
@@ -134,7 +153,10 @@ def _clean_duration(duration: Any, model: ModelSpec, errors: _Errors) -> int:
 
     if duration not in model.durations or isinstance(duration, bool):
         allowed = ", ".join(str(d) for d in model.durations)
-        message = f"{model.name} makes videos of {allowed} seconds."
+        message = gettext("%(model)s makes videos of %(allowed)s seconds.") % {
+            "model": model.name,
+            "allowed": allowed,
+        }
         errors.add("params.duration", message, "unsupported")
     return duration
 
@@ -157,12 +179,14 @@ def _clean_negative(params: dict, model: ModelSpec, errors: _Errors) -> str:
     value = params["negative_prompt"]
     if not isinstance(value, str) or len(value) > model.max_prompt_chars:
         limit = model.max_prompt_chars
-        message = f"The negative prompt must be text of at most {limit} characters."
+        message = gettext(
+            "The negative prompt must be text of at most %(limit)s characters."
+        ) % {"limit": limit}
         errors.add("params.negative_prompt", message, "invalid")
         return ""
     # PostgreSQL cannot store U+0000 in jsonb, so the insert would fail.
     if "\x00" in value:
-        message = "The negative prompt must not contain null characters."
+        message = gettext("The negative prompt must not contain null characters.")
         errors.add("params.negative_prompt", message, "null_characters_not_allowed")
         return ""
     return value
@@ -171,13 +195,20 @@ def _clean_negative(params: dict, model: ModelSpec, errors: _Errors) -> str:
 def _clean_number(params, name, kind, low, high, errors: _Errors):
     value = params[name]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        errors.add(f"params.{name}", f"{name} must be a number.", "invalid")
+        message = gettext("%(name)s must be a number.") % {"name": name}
+        errors.add(f"params.{name}", message, "invalid")
         return None
     if kind is int and not isinstance(value, int):
-        errors.add(f"params.{name}", f"{name} must be a whole number.", "invalid")
+        message = gettext("%(name)s must be a whole number.") % {"name": name}
+        errors.add(f"params.{name}", message, "invalid")
         return None
     if not low <= value <= high:
-        errors.add(f"params.{name}", f"{name} must be from {low} to {high}.", "invalid")
+        message = gettext("%(name)s must be from %(low)s to %(high)s.") % {
+            "name": name,
+            "low": low,
+            "high": high,
+        }
+        errors.add(f"params.{name}", message, "invalid")
     return kind(value)
 
 
@@ -186,11 +217,11 @@ def _clean_reference(user, params: dict, errors: _Errors) -> str:
     try:
         asset_id = uuid.UUID(str(value))
     except ValueError:
-        errors.add("params.reference_asset", "Not an asset id.", "invalid")
+        errors.add("params.reference_asset", gettext("Not an asset id."), "invalid")
         return ""
 
     exists = Asset.objects.filter(owner=user, pk=asset_id, kind="image").exists()
     if not exists:
-        message = "No image with this id in your library."
+        message = gettext("No image with this id in your library.")
         errors.add("params.reference_asset", message, "not_found")
     return str(asset_id)

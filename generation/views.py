@@ -1,6 +1,7 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import reswap, retarget
 
@@ -88,8 +89,14 @@ def _submit(request, form: GenerateForm):
     except InsufficientFunds as error:
         form.add_error(
             None,
-            f"This costs {format_amount(error.needed)} and your balance is "
-            f"{format_amount(error.available)}. Ask staff to top up your wallet.",
+            gettext(
+                "This costs %(cost)s and your balance is %(balance)s. "
+                "Ask staff to top up your wallet."
+            )
+            % {
+                "cost": format_amount(error.needed),
+                "balance": format_amount(error.available),
+            },
         )
         return None
     return job

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
 from django.utils.decorators import method_decorator
+from django.utils.translation import gettext
 from django_ratelimit.decorators import ratelimit
 from django_ratelimit.exceptions import Ratelimited
 from rest_framework import exceptions, parsers
@@ -13,7 +14,9 @@ from rest_framework.views import exception_handler as drf_exception_handler
 def exception_handler(exc, context):
     """Render errors as field -> [{message, code}] or {detail, code}."""
     if isinstance(exc, Ratelimited):
-        exc = exceptions.Throttled(detail="Too many requests; slow down and retry.")
+        exc = exceptions.Throttled(
+            detail=gettext("Too many requests; slow down and retry.")
+        )
     # DRF's handler converts Django's 404 and 403 only for its own use, so they
     # are converted here too, or their body would lack a code.
     elif isinstance(exc, Http404):
@@ -42,7 +45,7 @@ class JSONParser(parsers.JSONParser):
             return super().parse(stream, media_type, parser_context)
         except RecursionError:
             raise exceptions.ParseError(
-                "JSON parse error - the document is nested too deeply."
+                gettext("JSON parse error - the document is nested too deeply.")
             ) from None
 
 

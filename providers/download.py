@@ -18,6 +18,7 @@ from urllib.parse import urljoin
 import requests
 import urllib3.exceptions
 from django.conf import settings
+from django.utils.translation import gettext
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -36,8 +37,6 @@ logger = logging.getLogger(__name__)
 
 CHUNK_BYTES = 64 * 1024
 EXPIRED_STATUSES = (403, 404, 410)
-_CONNECTION_FAILED = "The result could not be downloaded: the connection failed."
-_INVALID_REDIRECT = "The result link redirected to an invalid URL."
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -97,9 +96,9 @@ def check_url(url: str, trusted: tuple[str, int]) -> None:
     try:
         parsed = parse_url(url)
     except ValueError:
-        raise _failed("The result link is not a valid URL.") from None
+        raise _failed(gettext("The result link is not a valid URL.")) from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise _failed("The result link is not an http or https URL.")
+        raise _failed(gettext("The result link is not an http or https URL."))
 
     host = _normal_host(parsed.host)
     port = parsed.port or DEFAULT_PORTS[parsed.scheme]
@@ -108,7 +107,7 @@ def check_url(url: str, trusted: tuple[str, int]) -> None:
     try:
         addresses = resolve_host(host, port)
     except (OSError, UnicodeError):
-        raise _failed("The result host could not be resolved.") from None
+        raise _failed(gettext("The result host could not be resolved.")) from None
     if not addresses or not all(_is_public(address) for address in addresses):
         raise _rejected_host()
 
@@ -237,8 +236,8 @@ class _Download:
             try:
                 url = urljoin(url, response.headers["Location"])
             except ValueError:
-                raise _failed(_INVALID_REDIRECT) from None
-        raise _failed("The result link redirected too many times.")
+                raise _invalid_redirect() from None
+        raise _failed(gettext("The result link redirected too many times."))
 
     def _get(self, session: requests.Session, url: str) -> requests.Response:
         try:
@@ -250,7 +249,7 @@ class _Download:
         except ValueError:
             # requests parses the Location of a redirect even when it does not
             # follow it, and urlparse raises ValueError for some invalid ones.
-            raise _failed(_INVALID_REDIRECT) from None
+            raise _invalid_redirect() from None
 
     def _read_limited(self, response: requests.Response) -> bytes:
         # read1 returns after a single read of the socket, so a server that sends
@@ -265,7 +264,7 @@ class _Download:
             except urllib3.exceptions.ReadTimeoutError:
                 raise _timed_out() from None
             except (urllib3.exceptions.HTTPError, OSError) as exc:
-                raise _failed(_CONNECTION_FAILED) from exc
+                raise _connection_failed() from exc
             if not chunk:
                 return bytes(content)
             if len(content) + len(chunk) > self.max_bytes:
@@ -405,9 +404,16 @@ def _check_status(status: int) -> None:
         return
     if status in EXPIRED_STATUSES:
         raise _failed(
-            f"The result link expired before it could be downloaded (HTTP {status})."
+            gettext(
+                "The result link expired before it could be downloaded "
+                "(HTTP %(status)s)."
+            )
+            % {"status": status}
         )
-    raise _failed(f"The result could not be downloaded (HTTP {status}).")
+    raise _failed(
+        gettext("The result could not be downloaded (HTTP %(status)s).")
+        % {"status": status}
+    )
 
 
 def _check_declared_length(response: requests.Response, max_bytes: int) -> None:
@@ -420,7 +426,7 @@ def _transport_failure(exc: requests.RequestException) -> ProviderError:
     # requests raises ConnectionError for a read timeout inside the body.
     if isinstance(exc, requests.Timeout) or "timed out" in str(exc):
         return _timed_out()
-    return _failed(_CONNECTION_FAILED)
+    return _connection_failed()
 
 
 def _record(
@@ -457,17 +463,32 @@ def _mime_type(content_type: str) -> str:
 
 
 def _timed_out() -> ProviderError:
-    return _failed("The result download timed out.")
+    return _failed(gettext("The result download timed out."))
+
+
+def _invalid_redirect() -> ProviderError:
+    return _failed(gettext("The result link redirected to an invalid URL."))
+
+
+def _connection_failed() -> ProviderError:
+    return _failed(
+        gettext("The result could not be downloaded: the connection failed.")
+    )
 
 
 def _too_large(max_bytes: int) -> ProviderError:
-    return _failed(f"The result is larger than the {max_bytes}-byte limit.")
+    return _failed(
+        gettext("The result is larger than the %(max_bytes)s-byte limit.")
+        % {"max_bytes": max_bytes}
+    )
 
 
 def _rejected_host() -> ProviderError:
     return _failed(
-        "The result link points to a private or reserved network address, "
-        "so it was not downloaded."
+        gettext(
+            "The result link points to a private or reserved network address, "
+            "so it was not downloaded."
+        )
     )
 
 

@@ -14,6 +14,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
+from django.utils.translation import gettext
 from urllib3.util import parse_url
 
 from providers.adapters.base import GenerationRequest, JobContext, VendorCall
@@ -227,7 +228,7 @@ def transport_error(method: str, exc: requests.RequestException) -> ProviderErro
     if isinstance(exc, requests.ConnectTimeout):
         return ProviderError(
             "provider_timeout",
-            "The provider did not accept the connection in time.",
+            gettext("The provider did not accept the connection in time."),
             retryable=True,
         )
     # requests raises ConnectionError for a read timeout inside the body.
@@ -236,18 +237,19 @@ def transport_error(method: str, exc: requests.RequestException) -> ProviderErro
     if isinstance(exc, requests.ConnectionError):
         return ProviderError(
             "provider_error",
-            "Could not reach the provider.",
+            gettext("Could not reach the provider."),
             retryable=True,
         )
     if isinstance(exc, INVALID_URL_ERRORS):
         return ProviderError(
             "provider_error",
-            "The provider's base URL is invalid. Ask staff to check it.",
+            gettext("The provider's base URL is invalid. Ask staff to check it."),
         )
     # A broken body (bad chunking or encoding) arrives after the request was sent.
     return ProviderError(
         "provider_error",
-        f"The provider's response could not be read ({type(exc).__name__}).",
+        gettext("The provider's response could not be read (%(error)s).")
+        % {"error": type(exc).__name__},
         retryable=method.upper() in SAFE_METHODS,
     )
 
@@ -256,13 +258,15 @@ def _read_timeout_error(method: str) -> ProviderError:
     if method.upper() in SAFE_METHODS:
         return ProviderError(
             "provider_timeout",
-            "The provider did not answer in time.",
+            gettext("The provider did not answer in time."),
             retryable=True,
         )
     return ProviderError(
         "provider_timeout",
-        "The provider did not answer in time. It may have accepted the request, "
-        "so it was not sent again to avoid a second charge.",
+        gettext(
+            "The provider did not answer in time. It may have accepted the "
+            "request, so it was not sent again to avoid a second charge."
+        ),
     )
 
 
@@ -280,20 +284,24 @@ def classify_status(status: int, body: str, headers: dict) -> ProviderError:
     if status in (401, 403):
         return ProviderError(
             "provider_auth",
-            f"The provider rejected the API key{detail}. "
-            "Ask staff to check the provider account.",
+            gettext(
+                "The provider rejected the API key%(detail)s. "
+                "Ask staff to check the provider account."
+            )
+            % {"detail": detail},
         )
     if status == 429:
         return ProviderError(
             "provider_rate_limited",
-            f"The provider is limiting requests{detail}.",
+            gettext("The provider is limiting requests%(detail)s.")
+            % {"detail": detail},
             retryable=True,
             retry_after=_rate_limit_wait(headers),
         )
     if status in (408, 409) or status >= 500:
         return ProviderError(
             "provider_error",
-            f"The provider failed{detail}.",
+            gettext("The provider failed%(detail)s.") % {"detail": detail},
             retryable=True,
             retry_after=retry_after_seconds(headers),
         )
@@ -304,15 +312,21 @@ def _client_error(status: int, detail: str, policy_text: str) -> ProviderError:
     if status in (400, 404, 422) and _mentions_policy(policy_text):
         return ProviderError(
             "provider_rejected",
-            f"The provider refused this request under its content policy{detail}.",
+            gettext(
+                "The provider refused this request under its content policy%(detail)s."
+            )
+            % {"detail": detail},
         )
     if 400 <= status < 500:
         return ProviderError(
             "invalid_request",
-            f"The provider rejected the request{detail}.",
+            gettext("The provider rejected the request%(detail)s.")
+            % {"detail": detail},
         )
     return ProviderError(
-        "provider_error", f"The provider returned an unexpected status{detail}."
+        "provider_error",
+        gettext("The provider returned an unexpected status%(detail)s.")
+        % {"detail": detail},
     )
 
 

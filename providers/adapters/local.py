@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import av
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext
 from PIL import Image, ImageDraw, ImageFilter
 
 from providers.adapters.base import GenerationRequest, JobContext, ResultFile
@@ -93,7 +94,8 @@ class LocalAdapter:
             return [render_video(request.prompt, seed, size, seconds, progress)]
         raise ProviderError(
             "invalid_request",
-            f"Unsupported kind {request.kind!r}: expected 'image' or 'video'.",
+            gettext("Unsupported kind %(kind)s: expected 'image' or 'video'.")
+            % {"kind": repr(request.kind)},
         )
 
 
@@ -103,14 +105,19 @@ def parse_size(value: Any, max_side: int) -> Size:
     if match is None:
         raise ProviderError(
             "invalid_request",
-            f"Invalid size {value!r}: expected WIDTHxHEIGHT, for example 1024x1024.",
+            gettext(
+                "Invalid size %(size)s: expected WIDTHxHEIGHT, for example 1024x1024."
+            )
+            % {"size": repr(value)},
         )
     width, height = int(match["width"]), int(match["height"])
     if not (MIN_SIDE <= width <= max_side and MIN_SIDE <= height <= max_side):
         raise ProviderError(
             "invalid_request",
-            f"Invalid size {value!r}: "
-            f"each side must be {MIN_SIDE} to {max_side} pixels.",
+            gettext(
+                "Invalid size %(size)s: each side must be %(min)s to %(max)s pixels."
+            )
+            % {"size": repr(value), "min": MIN_SIDE, "max": max_side},
         )
     return width, height
 
@@ -126,7 +133,9 @@ def _read_seed(params: dict[str, Any]) -> int:
     seed = params.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ProviderError(
-            "invalid_request", f"Invalid seed {seed!r}: expected an integer."
+            "invalid_request",
+            gettext("Invalid seed %(seed)s: expected an integer.")
+            % {"seed": repr(seed)},
         )
     return seed
 
@@ -140,7 +149,8 @@ def _read_count(params: dict[str, Any]) -> int:
     ):
         raise ProviderError(
             "invalid_request",
-            f"Invalid n {count!r}: expected 1 to {MAX_IMAGES} images.",
+            gettext("Invalid n %(count)s: expected 1 to %(max)s images.")
+            % {"count": repr(count), "max": MAX_IMAGES},
         )
     return count
 
@@ -154,7 +164,8 @@ def _read_duration(params: dict[str, Any]) -> float:
     ):
         raise ProviderError(
             "invalid_request",
-            f"Invalid duration {seconds!r}: expected seconds above 0.",
+            gettext("Invalid duration %(seconds)s: expected seconds above 0.")
+            % {"seconds": repr(seconds)},
         )
     return min(float(seconds), MAX_VIDEO_SECONDS)
 

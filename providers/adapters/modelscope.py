@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 import requests
 from django.conf import settings
+from django.utils.translation import gettext
 
 from providers.adapters.base import GenerationRequest, JobContext, ResultFile
 from providers.download import download_for_job
@@ -139,7 +140,8 @@ def json_object(
     if not isinstance(parsed, dict):
         raise ProviderError(
             "provider_error",
-            f"ModelScope sent a {step} reply that is not a JSON object.",
+            gettext("ModelScope sent a %(step)s reply that is not a JSON object.")
+            % {"step": step},
             retryable=retryable,
         )
     return parsed
@@ -154,7 +156,9 @@ def legacy_image_urls(reply: dict) -> list[str] | None:
     urls = [image.get("url") for image in images if isinstance(image, dict)]
     urls = [url for url in urls if isinstance(url, str) and url]
     if not urls:
-        raise ProviderError("provider_error", "ModelScope returned no image URL.")
+        raise ProviderError(
+            "provider_error", gettext("ModelScope returned no image URL.")
+        )
     return urls
 
 
@@ -163,7 +167,7 @@ def task_id_of(reply: dict) -> str:
     if not isinstance(task_id, str) or not task_id:
         raise ProviderError(
             "provider_error",
-            "ModelScope accepted the request but returned no task id.",
+            gettext("ModelScope accepted the request but returned no task id."),
         )
     return task_id
 
@@ -210,7 +214,8 @@ class TaskPoller:
             if task and status not in WAITING_STATUSES:
                 raise ProviderError(
                     "provider_error",
-                    f"ModelScope reported an unknown task status {status!r}.",
+                    gettext("ModelScope reported an unknown task status %(status)s.")
+                    % {"status": repr(status)},
                 )
 
             self._raise_if_late()
@@ -266,8 +271,11 @@ class TaskPoller:
             # Resuming would poll the same missing task, so this is final.
             raise ProviderError(
                 "provider_error",
-                f"ModelScope lost the task: it was not found after "
-                f"{self.not_found_polls} polls ({detail}).",
+                gettext(
+                    "ModelScope lost the task: it was not found after "
+                    "%(polls)s polls (%(detail)s)."
+                )
+                % {"polls": self.not_found_polls, "detail": detail},
             )
         return {}
 
@@ -278,8 +286,11 @@ class TaskPoller:
         seconds = round(self.request.deadline_seconds)
         raise ProviderError(
             "provider_timeout",
-            f"The provider did not finish the image within {seconds} seconds. "
-            "Try again later.",
+            gettext(
+                "The provider did not finish the image within %(seconds)s seconds. "
+                "Try again later."
+            )
+            % {"seconds": seconds},
         )
 
     def _report_progress(self) -> None:
@@ -309,7 +320,8 @@ def output_urls(task: dict) -> list[str]:
     urls = [url for url in images or [] if isinstance(url, str) and url]
     if not urls:
         raise ProviderError(
-            "provider_error", "ModelScope finished the task but returned no image."
+            "provider_error",
+            gettext("ModelScope finished the task but returned no image."),
         )
     return urls
 
@@ -326,11 +338,17 @@ def task_failure(task: dict) -> ProviderError:
     if is_refusal(f"{message} {code}"):
         return ProviderError(
             "provider_rejected",
-            f"ModelScope rejected the prompt under its content policy ({message}). "
-            "Change the prompt and try again.",
+            gettext(
+                "ModelScope rejected the prompt under its content policy "
+                "(%(message)s). Change the prompt and try again."
+            )
+            % {"message": message},
         )
-    detail = message or code or "no reason given"
-    return ProviderError("provider_error", f"ModelScope failed the task ({detail}).")
+    detail = message or code or gettext("no reason given")
+    return ProviderError(
+        "provider_error",
+        gettext("ModelScope failed the task (%(detail)s).") % {"detail": detail},
+    )
 
 
 def is_refusal(text: str) -> bool:

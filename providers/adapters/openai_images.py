@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 import requests
 from django.conf import settings
+from django.utils.translation import gettext
 
 from providers.adapters.base import (
     GenerationRequest,
@@ -90,7 +91,9 @@ def _count(params: dict[str, Any]) -> int:
     count = params.get("n", 1)
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ProviderError(
-            "invalid_request", f"Invalid n {count!r}: expected a positive integer."
+            "invalid_request",
+            gettext("Invalid n %(count)s: expected a positive integer.")
+            % {"count": repr(count)},
         )
     return count
 
@@ -102,8 +105,10 @@ def reference_upload(reference: ReferenceImage, stem: str) -> tuple[str, bytes, 
         supported = ", ".join(REFERENCE_EXTENSIONS)
         raise ProviderError(
             "invalid_request",
-            f"The reference image is {reference.mime_type}; "
-            f"this provider takes {supported}.",
+            gettext(
+                "The reference image is %(type)s; this provider takes %(supported)s."
+            )
+            % {"type": reference.mime_type, "supported": supported},
         )
     return f"{stem}{extension}", reference.content, reference.mime_type
 
@@ -122,7 +127,8 @@ def read_json(response: requests.Response, what: str) -> dict[str, Any]:
         content_type = response.headers.get("Content-Type") or "no content type"
         raise ProviderError(
             "provider_error",
-            f"The provider returned an unreadable {what} ({content_type}).",
+            gettext("The provider returned an unreadable %(what)s (%(type)s).")
+            % {"what": what, "type": content_type},
         )
     return body
 
@@ -130,9 +136,13 @@ def read_json(response: requests.Response, what: str) -> dict[str, Any]:
 def _result_items(body: dict[str, Any]) -> list[dict[str, Any]]:
     items = body.get("data")
     if not isinstance(items, list) or not items:
-        raise ProviderError("result_invalid", "The provider returned no images.")
+        raise ProviderError(
+            "result_invalid", gettext("The provider returned no images.")
+        )
     if not all(isinstance(item, dict) for item in items):
-        raise ProviderError("result_invalid", "The provider returned a bad image list.")
+        raise ProviderError(
+            "result_invalid", gettext("The provider returned a bad image list.")
+        )
     return items
 
 
@@ -146,7 +156,8 @@ def _result_file(
     url = item.get("url")
     if not isinstance(url, str) or not url:
         raise ProviderError(
-            "result_invalid", "The provider returned an image without data or link."
+            "result_invalid",
+            gettext("The provider returned an image without data or link."),
         )
     return download_for_job(url, request, context)
 
@@ -155,13 +166,16 @@ def _decode_base64(payload: Any) -> bytes:
     limit = settings.MAX_RESULT_BYTES
     if len(str(payload)) // 4 * 3 > limit:
         raise ProviderError(
-            "result_invalid", f"The image is larger than the {limit}-byte limit."
+            "result_invalid",
+            gettext("The image is larger than the %(limit)s-byte limit.")
+            % {"limit": limit},
         )
     try:
         return base64.b64decode(str(payload), validate=True)
     except (binascii.Error, ValueError) as error:
         raise ProviderError(
-            "result_invalid", "The provider returned an image that is not base64."
+            "result_invalid",
+            gettext("The provider returned an image that is not base64."),
         ) from error
 
 

@@ -15,6 +15,7 @@ from urllib.parse import quote, urljoin
 
 import requests
 from django.conf import settings
+from django.utils.translation import gettext
 from PIL import Image, ImageOps
 
 from providers.adapters.base import (
@@ -105,7 +106,8 @@ class VideoTask:
         video_id = read_json(response, "video task").get("id")
         if not isinstance(video_id, str) or not video_id:
             raise ProviderError(
-                "provider_error", "The provider accepted the video but sent no id."
+                "provider_error",
+                gettext("The provider accepted the video but sent no id."),
             )
         self.context.save_task_id(video_id)
         self.video_id = video_id
@@ -138,8 +140,8 @@ class VideoTask:
         if now >= self.deadline:
             raise ProviderError(
                 "provider_timeout",
-                f"The video was not finished within "
-                f"{self.request.deadline_seconds:.0f} seconds.",
+                gettext("The video was not finished within %(seconds)s seconds.")
+                % {"seconds": f"{self.request.deadline_seconds:.0f}"},
             )
 
         wake_at = now + min(seconds, self.deadline - now)
@@ -152,7 +154,8 @@ class VideoTask:
         # progress() raises the worker's stop exception for a stopped job.
         self.context.progress(self.percent)
         raise ProviderError(
-            "provider_error", "The job was stopped while the video was in progress."
+            "provider_error",
+            gettext("The job was stopped while the video was in progress."),
         )
 
     def _download(self) -> bytes:
@@ -170,7 +173,8 @@ class VideoTask:
                 raise
             raise ProviderError(
                 "result_download_failed",
-                f"Downloading the finished video failed: {error.message}",
+                gettext("Downloading the finished video failed: %(message)s")
+                % {"message": error.message},
             ) from error
         if response.is_redirect:
             # The bearer key stays home, and the target passes the address guard.
@@ -225,14 +229,19 @@ def failure_error(error: Any) -> ProviderError:
     """Classify a failed video; never retryable, because the vendor took the work."""
     error = error if isinstance(error, dict) else {}
     code = str(error.get("code") or "unknown")
-    message = str(error.get("message") or "no message")[:MESSAGE_CHARS]
+    message = str(error.get("message") or gettext("no message"))[:MESSAGE_CHARS]
     if any(word in f"{code} {message}".lower() for word in POLICY_WORDS):
         return ProviderError(
             "provider_rejected",
-            f"The provider refused this video under its content policy: {message}",
+            gettext(
+                "The provider refused this video under its content policy: %(message)s"
+            )
+            % {"message": message},
         )
     return ProviderError(
-        "provider_error", f"The provider failed to make the video ({code}): {message}"
+        "provider_error",
+        gettext("The provider failed to make the video (%(code)s): %(message)s")
+        % {"code": code, "message": message},
     )
 
 
@@ -267,14 +276,15 @@ def read_limited(response: requests.Response, max_bytes: int) -> bytes:
             if total > max_bytes:
                 raise ProviderError(
                     "result_download_failed",
-                    f"The video is larger than the limit of {max_bytes} bytes.",
+                    gettext("The video is larger than the limit of %(max)s bytes.")
+                    % {"max": max_bytes},
                 )
             chunks.append(chunk)
     except requests.RequestException as error:
         # The task is finished and its id stored, so a retry only downloads again.
         raise ProviderError(
             "result_download_failed",
-            "The download of the finished video broke off.",
+            gettext("The download of the finished video broke off."),
             retryable=True,
         ) from error
     return b"".join(chunks)

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 import requests
 from django.conf import settings
+from django.utils.translation import gettext
 from urllib3.exceptions import ReadTimeoutError
 
 from providers.adapters.base import (
@@ -148,8 +149,11 @@ def data_url(reference: ReferenceImage) -> str:
     if len(reference.content) > limit:
         raise ProviderError(
             "invalid_request",
-            f"The reference image is {len(reference.content)} bytes, over the "
-            f"{limit}-byte limit of this provider. Choose a smaller image.",
+            gettext(
+                "The reference image is %(size)s bytes, over the %(limit)s-byte "
+                "limit of this provider. Choose a smaller image."
+            )
+            % {"size": len(reference.content), "limit": limit},
         )
     encoded = base64.b64encode(reference.content).decode("ascii")
     return f"data:{reference.mime_type};base64,{encoded}"
@@ -225,8 +229,11 @@ class StreamReader:
             if len(pending) > MAX_LINE_BYTES:
                 raise ProviderError(
                     "provider_error",
-                    f"The provider sent a line over {MAX_LINE_BYTES} bytes, "
-                    "which is not a stream event.",
+                    gettext(
+                        "The provider sent a line over %(max)s bytes, "
+                        "which is not a stream event."
+                    )
+                    % {"max": MAX_LINE_BYTES},
                 )
 
         if pending.strip() and not self.state.ended:
@@ -260,7 +267,8 @@ class StreamReader:
         # worker is stopping. Any other context still must not read on.
         self.context.progress(self.state.progress)
         raise ProviderError(
-            "provider_error", "The job was stopped before the provider finished."
+            "provider_error",
+            gettext("The job was stopped before the provider finished."),
         )
 
     def _check_time(self) -> None:
@@ -269,7 +277,8 @@ class StreamReader:
         if now - self.started > deadline:
             raise ProviderError(
                 "provider_timeout",
-                f"The provider did not finish within {deadline:.0f} seconds.",
+                gettext("The provider did not finish within %(seconds)s seconds.")
+                % {"seconds": f"{deadline:.0f}"},
             )
         if now - self.last_bytes_at > settings.SORA_READ_TIMEOUT:
             raise silence_error()
@@ -341,7 +350,8 @@ class StreamReader:
         if len(self.state.text) + len(content) > MAX_CONTENT_CHARS:
             raise ProviderError(
                 "provider_error",
-                f"The provider sent over {MAX_CONTENT_CHARS} characters of text.",
+                gettext("The provider sent over %(max)s characters of text.")
+                % {"max": MAX_CONTENT_CHARS},
             )
         self.state.content.append(content)
 
@@ -438,12 +448,13 @@ def result_urls(state: StreamState) -> list[str]:
         raise refusal_error(text)
     if state.ended:
         raise ProviderError(
-            "provider_error", "The provider finished without returning a result."
+            "provider_error",
+            gettext("The provider finished without returning a result."),
         )
     # The gateway had accepted the work, so submitting again could pay twice.
     raise ProviderError(
         "provider_error",
-        "The provider's stream ended before the result arrived.",
+        gettext("The provider's stream ended before the result arrived."),
         retryable=False,
     )
 
@@ -458,17 +469,23 @@ def refusal_error(text: str) -> ProviderError:
 
 def error_chunk(payload: str) -> ProviderError:
     """Classify a mid-stream error event, never retryable: the work was accepted."""
-    message = vendor_message(payload) or "no message"
+    message = vendor_message(payload) or gettext("no message")
     lowered = message.lower()
     timed_out = "timeout" in lowered or "timed out" in lowered
     code = "provider_timeout" if timed_out else "provider_error"
-    return ProviderError(code, f"The provider reported an error: {message}")
+    return ProviderError(
+        code,
+        gettext("The provider reported an error: %(message)s") % {"message": message},
+    )
 
 
 def silence_error() -> ProviderError:
     seconds = settings.SORA_READ_TIMEOUT
     return ProviderError(
         "provider_timeout",
-        f"The provider sent nothing for {seconds:g} seconds. It had accepted the "
-        "request, so it was not sent again to avoid a second charge.",
+        gettext(
+            "The provider sent nothing for %(seconds)s seconds. It had accepted the "
+            "request, so it was not sent again to avoid a second charge."
+        )
+        % {"seconds": f"{seconds:g}"},
     )

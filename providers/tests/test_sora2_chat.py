@@ -11,6 +11,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from accounts.models import UserPreference
 from assets.models import Asset
 from billing.models import Hold
 from billing.services import topup
@@ -689,3 +690,28 @@ def test_read_timeout_fails(owner_client, gateway_models, settings) -> None:
     assert job["error"]["code"] == "provider_timeout"
     assert time.monotonic() - started < 2.5
     assert hold_status(job) == "released"
+
+
+@job_path
+def test_refusal_unchanged_for_chinese_user(owner, owner_client, gateway_models):
+    UserPreference.objects.filter(user=owner).update(language="zh-hans")
+
+    job = run_scenario(owner_client, gateway_models, "refusal")
+
+    assert job["error"]["code"] == "provider_rejected"
+    assert job["error"]["message"] == REFUSAL_TEXT
+
+
+@job_path
+def test_error_chunk_chinese_user(owner, owner_client, gateway_models) -> None:
+    UserPreference.objects.filter(user=owner).update(language="zh-hans")
+
+    job = run_scenario(
+        owner_client,
+        gateway_models,
+        "error_chunk_after_progress",
+        error_message=CHINESE_ERROR,
+    )
+
+    assert job["error"]["code"] == "provider_error"
+    assert job["error"]["message"] == f"服务商报告错误：{CHINESE_ERROR}"  # noqa: RUF001
