@@ -1,3 +1,4 @@
+from django.utils import translation
 from rest_framework import permissions, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -20,7 +21,10 @@ class RegisterView(APIView):
     def post(self, request):
         serializer = RegisterSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        user = register_user(**serializer.validated_data)
+        # A new account keeps the language of its sign-up request.
+        user = register_user(
+            **serializer.validated_data, language=translation.get_language()
+        )
         return Response(UserSerializer(user).data, status=status.HTTP_201_CREATED)
 
 

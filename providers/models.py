@@ -4,6 +4,7 @@ from decimal import Decimal
 
 from django.core.validators import MinValueValidator
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from billing.money import format_amount
 
@@ -58,8 +59,8 @@ class ModelSpec(models.Model):
     """A catalog entry: a model users pick, with its price and parameter limits."""
 
     class Kind(models.TextChoices):
-        IMAGE = "image", "Image"
-        VIDEO = "video", "Video"
+        IMAGE = "image", _("Image")
+        VIDEO = "video", _("Video")
 
     class PriceUnit(models.TextChoices):
         JOB = "job", "per output"
