@@ -4,6 +4,7 @@
 # ruff: noqa: RUF001
 
 import pytest
+import requests
 from django.utils import translation
 from django.utils.translation import gettext
 
@@ -11,6 +12,8 @@ from accounts.models import UserPreference
 from generation.dbgate import DatabaseGate
 from generation.models import Job
 from generation.tests.factories import run_worker, submit
+from providers.adapters.openai_images import read_json
+from providers.errors import ProviderError
 
 job_path = pytest.mark.django_db(transaction=True)
 
@@ -73,3 +76,16 @@ def test_gate_thread_uses_caller_language() -> None:
 
     assert chinese == "请填写提示词。"
     assert english == "Write a prompt."
+
+
+def test_unreadable_reply_chinese() -> None:
+    response = requests.Response()
+    response.status_code = 200
+    response.headers["Content-Type"] = "text/html"
+    response._content = b"<html></html>"
+
+    with translation.override("zh-hans"), pytest.raises(ProviderError) as raised:
+        read_json(response, gettext("image result"))
+
+    assert raised.value.code == "provider_error"
+    assert raised.value.message == "服务商返回的图片结果无法读取（text/html）。"

@@ -111,7 +111,7 @@ def submit_task(client: VendorClient, request: GenerationRequest) -> dict:
     )
     # A 2xx reply may mean the vendor accepted (and billed) the work, so a reply
     # that cannot be read fails the job instead of submitting again.
-    return json_object(response, "submit")
+    return json_object(response, gettext("submit"))
 
 
 def submit_body(request: GenerationRequest) -> dict[str, Any]:
@@ -252,7 +252,7 @@ class TaskPoller:
             return self._count_not_found(error.message)
 
         # The task id is stored, so a retry only polls again.
-        task = json_object(response, "task status", retryable=True)
+        task = json_object(response, gettext("task status"), retryable=True)
         if "task_status" not in task and mentions_not_found(str(task)):
             return self._count_not_found(str(task)[:VENDOR_MESSAGE_CHARS])
         self.not_found_polls = 0

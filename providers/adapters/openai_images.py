@@ -58,7 +58,7 @@ class OpenAIImagesAdapter:
         response = _send(client, request)
         context.progress(90)
 
-        items = _result_items(read_json(response, "image result"))
+        items = _result_items(read_json(response, gettext("image result")))
         files = [_result_file(item, request, context) for item in items]
         context.progress(100)
         logger.info(
@@ -124,7 +124,9 @@ def read_json(response: requests.Response, what: str) -> dict[str, Any]:
     except ValueError:
         body = None
     if not isinstance(body, dict):
-        content_type = response.headers.get("Content-Type") or "no content type"
+        content_type = response.headers.get("Content-Type") or gettext(
+            "no content type"
+        )
         raise ProviderError(
             "provider_error",
             gettext("The provider returned an unreadable %(what)s (%(type)s).")

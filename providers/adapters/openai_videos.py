@@ -103,7 +103,7 @@ class VideoTask:
             files = {"input_reference": reference_upload(fitted, "reference")}
             response = self.client.send("POST", VIDEOS_PATH, data=fields, files=files)
 
-        video_id = read_json(response, "video task").get("id")
+        video_id = read_json(response, gettext("video task")).get("id")
         if not isinstance(video_id, str) or not video_id:
             raise ProviderError(
                 "provider_error",
@@ -128,7 +128,7 @@ class VideoTask:
 
     def _read_status(self, response: requests.Response) -> dict[str, Any]:
         try:
-            return read_json(response, "video status")
+            return read_json(response, gettext("video status"))
         except ProviderError as error:
             # The task id is stored, so a new attempt only polls again.
             error.retryable = True
