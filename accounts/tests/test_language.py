@@ -141,3 +141,24 @@ def test_preferred_language_without_row(db) -> None:
     user.refresh_from_db()
 
     assert preferred_language(user) == "en"
+
+
+@pytest.mark.parametrize(
+    ("accept_language", "language"), [("zh-CN,zh;q=0.9", "zh-hans"), ("fr", "en")]
+)
+def test_register_keeps_request_language(
+    anonymous_client, db, accept_language, language
+) -> None:
+    body = {
+        "username": "xiaoming",
+        "email": "xiaoming@example.com",
+        "password": "amber-Lantern-river-42",
+    }
+
+    response = anonymous_client.post(
+        "/api/auth/register", body, format="json", HTTP_ACCEPT_LANGUAGE=accept_language
+    )
+
+    assert response.status_code == 201
+    preference = UserPreference.objects.get(user__username="xiaoming")
+    assert preference.language == language
