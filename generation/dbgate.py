@@ -68,8 +68,10 @@ class DatabaseGate:
             waiting.append((future, item))
             first = len(waiting) == 1
         if first:
-            call = (self._run_batch, (function,), {})
-            self._calls.put((JOB_CALL, next(self._order), (Future(), *call)))
+            # A batch runs in the language of the call that started it.
+            language = translation.get_language()
+            call = (Future(), self._run_batch, (function,), {}, language)
+            self._calls.put((JOB_CALL, next(self._order), call))
         return future.result()
 
     def _run_batch(self, function: BatchFunction) -> None:

@@ -78,6 +78,22 @@ def test_gate_thread_uses_caller_language() -> None:
     assert english == "Write a prompt."
 
 
+def test_gate_batch_uses_caller_language() -> None:
+    def translate_all(messages: list[str]) -> list[str]:
+        return [gettext(message) for message in messages]
+
+    gate = DatabaseGate(threads=1)
+    try:
+        with translation.override("zh-hans"):
+            chinese = gate.run_batched(translate_all, "Write a prompt.")
+        english = gate.run_batched(translate_all, "Write a prompt.")
+    finally:
+        gate.close()
+
+    assert chinese == "请填写提示词。"
+    assert english == "Write a prompt."
+
+
 def test_unreadable_reply_chinese() -> None:
     response = requests.Response()
     response.status_code = 200
