@@ -453,7 +453,8 @@ DatabaseGate change.
 
 - At `--concurrency 1` a job costs a dozen round trips in sequence, and
   batching cannot help, because one job is in flight at a time. The claim
-  makes six (`BEGIN`, running counts, candidates, `SELECT ... FOR UPDATE SKIP
+  makes seven (`BEGIN`, the advisory lock that makes claims take turns,
+  running counts, candidates, `SELECT ... FOR UPDATE SKIP
   LOCKED` that also reads the model, provider and owner, the `UPDATE`,
   `COMMIT`), and `queue.complete_many` six (`BEGIN`, the checked job
   `UPDATE ... RETURNING`, the hold `UPDATE ... RETURNING`, the wallet
