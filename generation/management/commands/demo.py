@@ -53,10 +53,15 @@ class Command(BaseCommand):
             "lightsource.wsgi",
             "--bind",
             f"127.0.0.1:{port}",
+            # One process, so the in-memory rate-limit counters are shared;
+            # more processes need REDIS_URL.
             "--workers",
-            "2",
+            "1",
             "--threads",
-            "4",
+            "8",
+            # Gunicorn's control socket defaults to one path in the home folder,
+            # which two demos on one machine would share.
+            "--no-control-socket",
             "--access-logfile",
             "-",
         ]
