@@ -20,7 +20,9 @@ def exception_handler(exc, context):
     # DRF's handler converts Django's 404 and 403 only for its own use, so they
     # are converted here too, or their body would lack a code.
     elif isinstance(exc, Http404):
-        exc = exceptions.NotFound(*exc.args)
+        # Django's own 404 text ("No Job matches the given query.") is not
+        # translated, and DRF's is.
+        exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied(*exc.args)
 
@@ -38,7 +40,8 @@ def exception_handler(exc, context):
 
 
 class JSONParser(parsers.JSONParser):
-    """DRF's JSON parser, returning 400 for JSON nested too deeply for json.loads."""
+    """DRF's JSON parser, with a translated parse error, and a 400 for JSON
+    nested too deeply for json.loads."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         try:
@@ -47,6 +50,12 @@ class JSONParser(parsers.JSONParser):
             raise exceptions.ParseError(
                 gettext("JSON parse error - the document is nested too deeply.")
             ) from None
+        except exceptions.ParseError as error:
+            # DRF does not translate this message; the detail from json.loads
+            # stays as it is.
+            detail = str(error.detail).removeprefix("JSON parse error - ")
+            message = gettext("JSON parse error - %(detail)s") % {"detail": detail}
+            raise exceptions.ParseError(message) from None
 
 
 class ApiError(exceptions.APIException):

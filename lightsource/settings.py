@@ -28,6 +28,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "corsheaders",
     "rest_framework",
+    # Listed as an app only so that Django loads its translations.
+    "rest_framework_simplejwt",
     "rest_framework_simplejwt.token_blacklist",
     "django_htmx",
     "accounts",

@@ -5,6 +5,8 @@
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import translation
+from django.utils.translation import gettext
 
 from accounts.language import preferred_language
 from accounts.models import UserPreference
@@ -162,3 +164,39 @@ def test_register_keeps_request_language(
     assert response.status_code == 201
     preference = UserPreference.objects.get(user__username="xiaoming")
     assert preference.language == language
+
+
+def test_not_found_chinese_user(owner, owner_client) -> None:
+    set_language(owner, "zh-hans")
+
+    response = owner_client.get("/api/jobs/00000000-0000-0000-0000-000000000000")
+
+    assert response.status_code == 404
+    assert response.data == {"detail": "未找到。", "code": "not_found"}
+
+
+def test_bad_json_chinese_user(owner, owner_client) -> None:
+    set_language(owner, "zh-hans")
+
+    response = owner_client.post(
+        "/api/jobs", data='{"model": "local', content_type="application/json"
+    )
+
+    assert response.status_code == 400
+    assert response.data["code"] == "parse_error"
+    assert response.data["detail"].startswith("JSON 解析错误 - ")
+
+
+@pytest.mark.django_db
+def test_login_error_follows_accept_language(anonymous_client, owner) -> None:
+    body = {"username": "owner", "password": "wrong-Password-1"}
+    with translation.override("zh-hans"):
+        expected = gettext("No active account found with the given credentials")
+
+    response = anonymous_client.post(
+        "/api/auth/login", body, format="json", HTTP_ACCEPT_LANGUAGE="zh-CN"
+    )
+
+    assert expected != "No active account found with the given credentials"
+    assert response.status_code == 401
+    assert response.data["detail"] == expected

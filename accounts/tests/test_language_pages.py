@@ -139,3 +139,25 @@ def test_switch_sets_visitor_cookie(client) -> None:
     client.post("/language", {"language": "zh-hans", "next": "/login"})
 
     assertContains(client.get("/login"), "<h1>登录</h1>", html=True)
+
+
+@pytest.mark.parametrize("language", ["en", "zh-hans"])
+def test_language_menu_names_own_language(catalog, owner, language) -> None:
+    response = page_client(owner, language).get("/")
+
+    assertContains(response, ">English</option>")
+    assertContains(response, ">简体中文</option>")
+
+
+def test_missing_page_chinese_user(catalog, owner) -> None:
+    response = page_client(owner, "zh-hans").get("/no-such-page")
+
+    assert response.status_code == 404
+    assertContains(response, "页面不存在", status_code=404)
+    assertContains(response, "返回生成页面", status_code=404)
+
+
+def test_missing_page_english_visitor(client) -> None:
+    response = client.get("/no-such-page")
+
+    assertContains(response, "Page not found", status_code=404)
