@@ -152,7 +152,7 @@ def _clean_duration(duration: Any, model: ModelSpec, errors: _Errors) -> int:
         return model.durations[0] if model.durations else 4
 
     if duration not in model.durations or isinstance(duration, bool):
-        allowed = ", ".join(str(d) for d in model.durations)
+        allowed = ", ".join(str(d) for d in sorted(model.durations))
         message = gettext("%(model)s makes videos of %(allowed)s seconds.") % {
             "model": model.name,
             "allowed": allowed,

@@ -5,6 +5,7 @@ from collections import Counter
 from io import StringIO
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError, connection, transaction
 
@@ -277,7 +278,7 @@ def test_wallet_show_prints_balance(owner):
 
     output = wallet_command("show", "owner")
 
-    assert output.strip() == "owner: balance 12.50"
+    assert output.strip() == f"owner: balance 12.50 {settings.CURRENCY}"
 
 
 @pytest.mark.django_db

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
@@ -28,7 +29,7 @@ class Command(BaseCommand):
         if action == "topup":
             self._topup(user, options["amount"], options["reason"])
         balance = format_amount(wallet_for(user).balance)
-        self.stdout.write(f"{username}: balance {balance}")
+        self.stdout.write(f"{username}: balance {balance} {settings.CURRENCY}")
 
     def _topup(self, user, raw_amount: str, reason: str) -> None:
         try:
