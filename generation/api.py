@@ -9,7 +9,12 @@ from billing.money import format_amount
 from billing.services import InsufficientFunds
 from generation.models import Job
 from generation.serializers import JobCreateSerializer, JobSerializer
-from generation.services import CannotCancel, cancel_job, submit_job
+from generation.services import (
+    CannotCancel,
+    IdempotencyConflict,
+    cancel_job,
+    submit_job,
+)
 from generation.validation import InvalidSubmission
 from lightsource.api import ApiError, rate_limited
 
@@ -60,6 +65,16 @@ class JobListView(generics.ListCreateAPIView):
             )
         except InvalidSubmission as error:
             return Response(submission_errors(error.errors), status=400)
+        except IdempotencyConflict as error:
+            raise ApiError(
+                gettext(
+                    "This Idempotency-Key was already used for a different job "
+                    "(%(job)s). Use a new key for a new request."
+                )
+                % {"job": error.job.pk},
+                code="invalid_request",
+                status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
+            ) from None
         except InsufficientFunds as error:
             raise ApiError(
                 gettext("This job costs %(cost)s; your balance is %(balance)s.")

@@ -26,26 +26,54 @@ def submit_job(
     """Validate, price, hold the price and queue a job, all in one transaction.
 
     Returns (job, created). A repeated idempotency key returns the first job.
-    Raises InvalidSubmission or billing.services.InsufficientFunds.
+    Raises InvalidSubmission, IdempotencyConflict (the key was used for another
+    request) or billing.services.InsufficientFunds.
     """
     if idempotency_key:
         existing = Job.objects.filter(owner=user, idempotency_key=idempotency_key)
-        if job := existing.first():
-            return job, False
+        if job := existing.select_related("model").first():
+            return _check_repeat(job, model_name, prompt, params), False
 
-    model, prompt, params = clean_submission(
+    model, cleaned_prompt, cleaned_params = clean_submission(
         user, model_name, prompt, {} if params is None else params
     )
     try:
-        job = _create_job(user, model, prompt, params, idempotency_key)
+        job = _create_job(user, model, cleaned_prompt, cleaned_params, idempotency_key)
     except IntegrityError:
         # A concurrent request with the same key won the race.
         if not idempotency_key:
             raise
-        return Job.objects.get(owner=user, idempotency_key=idempotency_key), False
+        job = Job.objects.select_related("model").get(
+            owner=user, idempotency_key=idempotency_key
+        )
+        return _check_repeat(job, model_name, prompt, params), False
 
     logger.info("job queued job=%s model=%s user=%s", job.pk, model.name, user.pk)
     return job, True
+
+
+class IdempotencyConflict(Exception):
+    """An idempotency key was sent again with a different request."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(str(job.pk))
+        self.job = job
+
+
+def _check_repeat(job: Job, model_name: Any, prompt: Any, params: Any) -> Job:
+    """Return `job` if this request repeats the one that created it, else raise.
+
+    The stored params are cleaned, with defaults and a generated seed added,
+    so only the params this request names are compared.
+    """
+    same_prompt = isinstance(prompt, str) and prompt.strip() == job.prompt
+    requested = params if isinstance(params, dict) else {}
+    same_params = all(
+        job.params.get(name) == value for name, value in requested.items()
+    )
+    if job.model.name == model_name and same_prompt and same_params:
+        return job
+    raise IdempotencyConflict(job)
 
 
 @transaction.atomic

@@ -96,11 +96,13 @@ def test_idempotency_key_is_per_user(priced, owner, stranger):
 def test_idempotency_key_replay_charges_once(priced, owner, owner_client):
     headers = {"HTTP_IDEMPOTENCY_KEY": "retry-1"}
     first = post_job(owner_client, **headers)
-    replay = post_job(owner_client, {"size": "512x512", "n": 3}, **headers)
+    replay = post_job(owner_client, **headers)
+    larger = post_job(owner_client, {"size": "512x512", "n": 3}, **headers)
 
     assert first.status_code == 201
     assert replay.status_code == 200
     assert replay.data["id"] == first.data["id"]
+    assert larger.status_code == 422
     assert balance_of(owner) == BALANCE - PRICE
 
 

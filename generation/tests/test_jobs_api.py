@@ -552,6 +552,40 @@ def test_idempotency_key_returns_same_job(
     assert balance_of(owner) == 500
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"prompt": "another lighthouse"},
+        {"params": {"size": "1024x1024"}},
+        {"model": "local-video", "params": {"size": "640x360"}},
+    ],
+    ids=["prompt", "params", "model"],
+)
+def test_idempotency_key_other_request(catalog, owner_client, change) -> None:
+    headers = {"Idempotency-Key": "render-42"}
+    first = submit(owner_client, headers=headers)
+
+    response = submit(owner_client, headers=headers, **change)
+
+    assert response.status_code == 422
+    assert response.data["code"] == "invalid_request"
+    assert first.data["id"] in response.data["detail"]
+    assert Job.objects.count() == 1
+
+
+def test_idempotency_key_repeat_without_seed(catalog, owner_client) -> None:
+    # The first job's generated seed is not part of the request, so a retry
+    # without a seed is the same request.
+    headers = {"Idempotency-Key": "render-42"}
+    body = {"prompt": " a lighthouse ", "params": {"size": "1024x1024"}}
+
+    first = submit(owner_client, headers=headers, **body)
+    again = submit(owner_client, headers=headers, **body)
+
+    assert again.status_code == 200
+    assert again.data["id"] == first.data["id"]
+
+
 def test_idempotency_key_too_long(catalog, owner_client) -> None:
     response = submit(owner_client, headers={"Idempotency-Key": "k" * 256})
 
