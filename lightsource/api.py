@@ -1,22 +1,25 @@
 """API conventions shared by every app: error bodies and rate limits."""
 
+import functools
+
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
-from django.utils.decorators import method_decorator
-from django.utils.translation import gettext
+from django.utils.translation import gettext, gettext_noop
+from django_ratelimit.core import get_usage
 from django_ratelimit.decorators import ratelimit
 from django_ratelimit.exceptions import Ratelimited
 from rest_framework import exceptions, parsers
 from rest_framework.views import exception_handler as drf_exception_handler
 
+# Marked for translation where it is used; gettext_noop keeps it in the catalog.
+TOO_MANY_REQUESTS = gettext_noop("Too many requests; slow down and retry.")
+
 
 def exception_handler(exc, context):
     """Render errors as field -> [{message, code}] or {detail, code}."""
     if isinstance(exc, Ratelimited):
-        exc = exceptions.Throttled(
-            detail=gettext("Too many requests; slow down and retry.")
-        )
+        exc = exceptions.Throttled(detail=gettext(TOO_MANY_REQUESTS))
     # DRF's handler converts Django's 404 and 403 only for its own use, so they
     # are converted here too, or their body would lack a code.
     elif isinstance(exc, Http404):
@@ -77,18 +80,37 @@ def burst_rate(group: str, request: HttpRequest) -> str:
 def rate_limited(group: str, key: str = "user_or_ip"):
     """Limit a view method per user (or IP) to RATE_LIMIT_PER_MINUTE and BURST_LIMIT.
 
-    Decorates handler methods such as `post`, where DRF has already
-    authenticated the request, so JWT and API-key users count per user.
+    Decorates `post` handler methods, where DRF has already
+    authenticated the request, so JWT and API-key users count per user. A
+    blocked request gets 429 with Retry-After, the seconds until its window ends.
     """
     # The rates are callables, so they are read from settings on each request
     # and not frozen when the view module is imported.
-    per_minute = ratelimit(
-        group=f"{group}:minute", key=key, rate=per_minute_rate, block=True
-    )
-    burst = ratelimit(group=f"{group}:burst", key=key, rate=burst_rate, block=True)
+    limits = ((f"{group}:minute", per_minute_rate), (f"{group}:burst", burst_rate))
 
     def decorate(method):
-        return method_decorator(per_minute)(method_decorator(burst)(method))
+        @functools.wraps(method)
+        def limited(view, request, *args, **kwargs):
+            for limit_group, rate in limits:
+                # Counted as POSTs, like rate_limited_page, so a page and its
+                # API endpoint share one cache key and so one budget.
+                usage = get_usage(
+                    request,
+                    group=limit_group,
+                    key=key,
+                    rate=rate,
+                    method="POST",
+                    increment=True,
+                )
+                if usage is not None and usage["should_limit"]:
+                    # The window may end this very second; a client should
+                    # still wait at least one.
+                    wait = max(usage["time_left"], 1)
+                    detail = gettext(TOO_MANY_REQUESTS)
+                    raise exceptions.Throttled(wait=wait, detail=detail)
+            return method(view, request, *args, **kwargs)
+
+        return limited
 
     return decorate
 

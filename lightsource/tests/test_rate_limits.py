@@ -2,6 +2,7 @@
 
 import pytest
 from django.core.cache import cache
+from django.test import Client
 
 from generation.models import Job
 
@@ -61,6 +62,40 @@ def test_login_limited_per_burst(anonymous_client, rate_limits):
     assert statuses == [401, 401]
     assert response.status_code == 429
     assert response.json()["code"] == "throttled"
+
+
+def test_limited_response_has_retry_after(anonymous_client, rate_limits):
+    rate_limits.RATE_LIMIT_PER_MINUTE = 100
+    rate_limits.BURST_LIMIT = 1
+    login(anonymous_client)
+
+    response = login(anonymous_client)
+
+    assert response.status_code == 429
+    assert 1 <= int(response["Retry-After"]) <= 10
+
+
+def test_minute_limit_retry_after(anonymous_client):
+    for _ in range(3):
+        login(anonymous_client)
+
+    response = login(anonymous_client)
+
+    assert response.status_code == 429
+    assert 1 <= int(response["Retry-After"]) <= 60
+
+
+def test_page_and_api_share_budget(catalog, owner, owner_client):
+    page = Client()
+    page.force_login(owner)
+    form = {"model": "local-image", "prompt": "a lighthouse", "size": "512x512"}
+    page_statuses = [page.post("/", form).status_code for _ in range(2)]
+
+    api_statuses = [submit(owner_client).status_code for _ in range(2)]
+
+    assert page_statuses == [302, 302]
+    assert api_statuses == [201, 429]
+    assert Job.objects.filter(owner=owner).count() == 3
 
 
 def test_login_limit_is_per_address(anonymous_client):
