@@ -134,6 +134,16 @@ def test_switch_rejects_unknown_language(catalog, owner) -> None:
     assert UserPreference.objects.get(user=owner).language == "zh-hans"
 
 
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/"])
+def test_switch_ignores_external_next(catalog, owner, target) -> None:
+    client = page_client(owner, "en")
+
+    response = client.post("/language", {"language": "zh-hans", "next": target})
+
+    assert response.status_code == 302
+    assert "evil.example" not in response["Location"]
+
+
 @pytest.mark.django_db
 def test_switch_sets_visitor_cookie(client) -> None:
     client.post("/language", {"language": "zh-hans", "next": "/login"})
