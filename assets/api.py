@@ -1,3 +1,4 @@
+from django.contrib.auth.views import redirect_to_login
 from django.http import Http404
 from django.utils.translation import gettext
 from rest_framework import generics, permissions, status
@@ -61,6 +62,9 @@ class AssetMediaView(APIView):
     def get(self, request, pk, variant: str):
         if variant not in ("file", "thumbnail"):
             raise Http404
+        if self._needs_login(request):
+            # Sent for any id, so it tells nothing about which assets exist.
+            return redirect_to_login(request.get_full_path())
         # The same 404 for "no such asset" and "not yours", so ids cannot be probed.
         asset = Asset.objects.select_related("blob", "thumbnail").filter(pk=pk).first()
         if asset is None or not self._allowed(request, asset, variant):
@@ -73,6 +77,15 @@ class AssetMediaView(APIView):
         filename = f"lightsource-{asset.pk}{suffix}{blob.extension}"
         download = request.query_params.get("download") == "1"
         return file_response(request, blob.file, blob.mime_type, filename, download)
+
+    def _needs_login(self, request) -> bool:
+        """Return True for a signed-out browser opening a link without a token.
+
+        Image and video tags do not ask for HTML, so they still get 404.
+        """
+        if request.user.is_authenticated or request.query_params.get("token"):
+            return False
+        return "text/html" in request.headers.get("Accept", "")
 
     def _allowed(self, request, asset: Asset, variant: str) -> bool:
         token = request.query_params.get("token")

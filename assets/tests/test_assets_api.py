@@ -189,6 +189,41 @@ def test_media_hides_from_anonymous(anonymous_client, asset, variant) -> None:
     assert response.status_code == 404
 
 
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,*/*;q=0.8"
+
+
+@pytest.mark.parametrize("exists", [True, False])
+def test_media_sends_browser_to_login(anonymous_client, asset, exists) -> None:
+    path = media_path(asset, "file")
+    if not exists:
+        path = path.replace(str(asset.pk), "00000000-0000-0000-0000-000000000000")
+
+    response = anonymous_client.get(path + "?download=1", HTTP_ACCEPT=BROWSER_ACCEPT)
+
+    assert response.status_code == 302
+    assert response["Location"].startswith("/login?next=")
+    assert "download%3D1" in response["Location"]
+
+
+def test_media_login_then_download(client, owner, asset) -> None:
+    path = media_path(asset, "file")
+    login_url = client.get(path, HTTP_ACCEPT=BROWSER_ACCEPT)["Location"]
+    client.force_login(owner)
+
+    response = client.get(path, HTTP_ACCEPT=BROWSER_ACCEPT)
+
+    assert login_url.startswith("/login?next=")
+    assert response.status_code == 200
+
+
+def test_media_image_tag_gets_404(anonymous_client, asset) -> None:
+    response = anonymous_client.get(
+        media_path(asset, "thumbnail"), HTTP_ACCEPT="image/avif,image/webp,*/*"
+    )
+
+    assert response.status_code == 404
+
+
 @pytest.mark.parametrize("variant", ["file", "thumbnail"])
 def test_signed_link_needs_no_login(anonymous_client, asset, variant) -> None:
     response = anonymous_client.get(signed_path(asset.pk, variant))
