@@ -63,7 +63,7 @@ class AssetMediaView(APIView):
         if variant not in ("file", "thumbnail"):
             raise Http404
         if self._needs_login(request):
-            # Sent for any id, so it tells nothing about which assets exist.
+            # Sent for any id, so it reveals nothing about which assets exist.
             return redirect_to_login(request.get_full_path())
         # The same 404 for "no such asset" and "not yours", so ids cannot be probed.
         asset = Asset.objects.select_related("blob", "thumbnail").filter(pk=pk).first()
