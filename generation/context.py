@@ -42,8 +42,6 @@ class WorkerJobContext:
         # Set just before the runner writes the job's outcome. That write
         # checks the lease itself, so a cancel check has nothing to stop then.
         self.ending = threading.Event()
-        # Set once the runner has written the job's outcome, or given it up.
-        self.finished = threading.Event()
         self._last_progress = -1
         self._pending: int | None = None
         self._progress_at = 0.0

@@ -101,7 +101,7 @@ class Watch:
         for context in contexts:
             # A job whose outcome was written while the query ran is no longer
             # running, and was neither canceled nor taken over.
-            if context.ending.is_set() or context.finished.is_set():
+            if context.ending.is_set():
                 continue
             if context.lease.job_id not in ours and not context.lost.is_set():
                 context.lost.set()

@@ -79,17 +79,15 @@ class JobRunner:
     def run(self, job: Job, context: WorkerJobContext) -> None:
         # Messages stored on the job are in its owner's language, and the
         # thread's previous language comes back when the job ends.
-        try:
-            with translation.override(preferred_language(job.owner)):
-                self._run(job, context)
-        finally:
-            context.finished.set()
+        with translation.override(preferred_language(job.owner)):
+            self._run(job, context)
 
     def _run(self, job: Job, context: WorkerJobContext) -> None:
         lease = context.lease
         log_ids = f"job={job.pk} provider={job.provider.name} attempt={job.attempts}"
         logger.info("job claimed %s worker=%s", log_ids, self.worker_id)
         if job.attempts > job.max_attempts:
+            context.ending.set()
             self._give_up(lease, log_ids)
             return
 

@@ -427,21 +427,9 @@ def test_watch_marks_canceled_job_lost(job, worker, caplog):
     assert f"job canceled or taken over job={job.pk}" in caplog.text
 
 
-def test_watch_leaves_finished_job_alone(job, worker, caplog):
-    context = watched_context(worker)
-    assert queue.complete(context.lease, lambda: None)
-    context.finished.set()
-
-    with caplog.at_level("INFO", logger="generation.monitor"):
-        monitor.Watch(worker)._mark_lost([context])
-
-    assert not context.lost.is_set()
-    assert "taken over" not in caplog.text
-
-
 def test_watch_leaves_ending_job_alone(job, worker, caplog):
     context = watched_context(worker)
-    # The runner has written the outcome, but not yet marked itself finished.
+    # The runner marks the context before it writes the outcome.
     context.ending.set()
     assert queue.complete(context.lease, lambda: None)
 
@@ -452,7 +440,7 @@ def test_watch_leaves_ending_job_alone(job, worker, caplog):
     assert "taken over" not in caplog.text
 
 
-def test_runner_marks_context_finished(job, worker, use_adapter):
+def test_runner_marks_context_ending(job, worker, use_adapter):
     use_adapter(rendered_image)
     claimed = claims.claim_next(worker.worker_id)
     context = worker.runner.context_for(claimed, monitored=True)
@@ -460,8 +448,18 @@ def test_runner_marks_context_finished(job, worker, use_adapter):
     worker.runner.run(claimed, context)
 
     assert context.ending.is_set()
-    assert context.finished.is_set()
     assert Job.objects.get(pk=job.pk).status == Job.Status.COMPLETED
+
+
+def test_give_up_marks_context_ending(job, worker):
+    Job.objects.filter(pk=job.pk).update(max_attempts=0)
+    claimed = claims.claim_next(worker.worker_id)
+    context = worker.runner.context_for(claimed, monitored=True)
+
+    worker.runner.run(claimed, context)
+
+    assert context.ending.is_set()
+    assert Job.objects.get(pk=job.pk).error_code == "worker_lost"
 
 
 def test_burst_continues_after_busy_pass():
