@@ -68,10 +68,9 @@ class DatabaseGate:
             waiting.append((future, item))
             first = len(waiting) == 1
         if first:
-            # A batch runs in the language of the call that started it.
-            language = translation.get_language()
-            call = (Future(), self._run_batch, (function,), {}, language)
-            self._calls.put((JOB_CALL, next(self._order), call))
+            # The batch runs in the language of the call that started it, and
+            # its callers wait on their own futures, not on this call's.
+            self._enqueue(JOB_CALL, self._run_batch, (function,), {})
         return future.result()
 
     def _run_batch(self, function: BatchFunction) -> None:
@@ -93,12 +92,15 @@ class DatabaseGate:
     def _call(self, priority: int, function, args, kwargs):
         if not self.threads:
             return function(*args, **kwargs)
+        return self._enqueue(priority, function, args, kwargs).result()
 
+    def _enqueue(self, priority: int, function, args, kwargs) -> Future:
         # The caller's language goes along, so a message made on a gate thread
         # is in the job owner's language.
-        call = (Future(), function, args, kwargs, translation.get_language())
+        future: Future = Future()
+        call = (future, function, args, kwargs, translation.get_language())
         self._calls.put((priority, next(self._order), call))
-        return call[0].result()
+        return future
 
     def close(self) -> None:
         """Close the gate threads' connections and stop them."""
