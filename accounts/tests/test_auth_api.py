@@ -216,6 +216,18 @@ def test_logout_twice_rejected(anonymous_client, owner) -> None:
     assert again.status_code == 401
 
 
+def test_stranger_logout_leaves_owner(anonymous_client, owner, stranger) -> None:
+    owner_refresh = login(anonymous_client, "owner").data["refresh"]
+    stranger_refresh = login(anonymous_client, stranger.username).data["refresh"]
+
+    response = anonymous_client.post(
+        "/api/auth/logout", {"refresh": stranger_refresh}, format="json"
+    )
+
+    assert response.status_code == 204
+    assert refresh_with(anonymous_client, owner_refresh).status_code == 200
+
+
 def test_staff_logout_own_token(anonymous_client, staff) -> None:
     refresh = login(anonymous_client, staff.username).data["refresh"]
 

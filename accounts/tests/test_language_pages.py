@@ -126,6 +126,14 @@ def test_switch_stores_preference(catalog, owner) -> None:
     assertContains(client.get("/library"), "<h1>素材库</h1>", html=True)
 
 
+def test_staff_switch_stores_preference(catalog, staff) -> None:
+    client = page_client(staff, "en")
+
+    client.post("/language", {"language": "zh-hans", "next": "/"})
+
+    assert UserPreference.objects.get(user=staff).language == "zh-hans"
+
+
 def test_switch_rejects_unknown_language(catalog, owner) -> None:
     client = page_client(owner, "zh-hans")
 

@@ -216,6 +216,15 @@ def test_media_login_then_download(client, owner, asset) -> None:
     assert response.status_code == 200
 
 
+def test_media_browser_stranger_gets_404(stranger_client, asset) -> None:
+    # A signed-in user who does not own the asset is not sent to log in again.
+    response = stranger_client.get(
+        media_path(asset, "file"), HTTP_ACCEPT=BROWSER_ACCEPT
+    )
+
+    assert response.status_code == 404
+
+
 def test_media_image_tag_gets_404(anonymous_client, asset) -> None:
     response = anonymous_client.get(
         media_path(asset, "thumbnail"), HTTP_ACCEPT="image/avif,image/webp,*/*"
